@@ -1,0 +1,34 @@
+/* em_bus.h - ZeroMQ sockets and multipart messages between the services. */
+#ifndef EM_BUS_H
+#define EM_BUS_H
+#include <stddef.h>
+#include <zmq.h>
+
+#define EM_MSG_MAX_FRAMES 8
+
+/* Creates a socket of `type` (ZMQ_PUSH, ...) and binds it when endpoint starts with '@',
+ * connects it when it starts with '>' (default: bind for ROUTER/PUB/PULL-side servers is the
+ * caller's choice, so always give the prefix).  Sets SNDHWM/RCVHWM to hwm, LINGER to
+ * linger_ms.  Returns NULL with err filled. */
+void *em_bus_socket(void *ctx, int type, const char *endpoint, int hwm, int linger_ms, char *err,
+                    size_t errlen);
+/* Closes the socket and sets *sock_p to NULL; accepts NULL. */
+void em_bus_close(void **sock_p);
+
+/* A received multipart message. */
+typedef struct {
+    int nframes;
+    zmq_msg_t frames[EM_MSG_MAX_FRAMES];
+} em_msg_t;
+
+/* Receives one whole message (flags: 0 or ZMQ_DONTWAIT).  Frames beyond EM_MSG_MAX_FRAMES
+ * are dropped and make the call fail.  Returns frame count, or -1 (errno set). On success
+ * the caller must em_msg_close(). */
+int em_msg_recv(void *sock, em_msg_t *msg, int flags);
+void em_msg_close(em_msg_t *msg);
+const void *em_msg_data(const em_msg_t *msg, int i, size_t *len);
+
+/* Sends n frames as one message (flags: 0 or ZMQ_DONTWAIT).  Returns 0 or -1 (errno set). */
+int em_bus_sendv(void *sock, const void *const *data, const size_t *lens, int n, int flags);
+
+#endif
