@@ -54,10 +54,15 @@ typedef struct {
 int em_config_args(int argc, char **argv, const char **path, int *dump);
 
 /* Applies defaults, then the file at path (may be NULL: no file), then environment overrides
- * EMINE_<SECTION>_<KEY> (upper-cased).  Sections of the file that the table does not name are
- * skipped only if they are in the list of known sections (ingest, validate, archive, notify,
- * pg, redis, log, eminectl); an unknown section, or an unknown key in a section the table
- * uses, is an error naming file:line.  Returns 0, or -1 with err filled. */
+ * EMINE_<SECTION>_<KEY> (upper-cased, '-' -> '_').  Sections of the file that the table does
+ * not name are skipped only if they are in the list of known sections (log, pg, redis, bus,
+ * ingest, validate, archive, notify, eminectl); an unknown section, or an unknown key in a
+ * section the table uses, is an error naming file:line, e.g.
+ * "config/emine.conf:12: unknown key 'foo' in [ingest]".  A bad INT or BOOL value is an error
+ * naming the key and where the value came from.  In the file, '-' and '_' in keys are
+ * equivalent, and an indented line continues the previous key's value (joined with a space).
+ * cfg must be zero-filled (or released) before the call.  Returns 0, or -1 with err filled
+ * and every string of cfg released. */
 int em_config_load(const char *path, const em_config_entry_t *table, void *cfg, char *err,
                    size_t errlen);
 /* Prints `[section] key = value  # help (default: …)` for every entry. */
