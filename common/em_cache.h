@@ -16,7 +16,11 @@ const char *em_cache_errstr(const em_cache_t *self);
 /* 1 when connected right now (tries to connect if the backoff allows). */
 int em_cache_ping(em_cache_t *self);
 
-/* The duplicate cache: em:seen:<source>:<id> -> "<seq> <digest hex>".
+/* The duplicate cache: one key per committed event, value "<seq> <digest hex>", written only
+ * after COMMIT (by archive).  The key is em:seen:<L>:<source>:<id> where <L> is the decimal
+ * byte length of source, so that no (source, id) pair can produce another pair's key even
+ * when source or id contain ':' (e.g. source "a" id "b:c" -> em:seen:1:a:b:c, source "a:b"
+ * id "c" -> em:seen:3:a:b:c).  Keys longer than 1 KiB are not cached.
  * get: returns 1 found (fills seq, digest), 0 not found or cache down, -1 never. */
 int em_cache_seen_get(em_cache_t *self, const char *source, const char *id, int64_t *seq,
                       char digest[65]);
@@ -26,7 +30,8 @@ typedef struct {
     int64_t seq;
     const char *digest;
 } em_seen_t;
-/* Pipelines SET with a TTL for n committed events.  Returns 0 or -1. */
+/* Pipelines SET key value EX ttl_s for n committed events (one round trip).  Returns 0, or -1
+ * when the cache is down or any SET failed (the caller only logs: the cache is optional). */
 int em_cache_seen_put(em_cache_t *self, const em_seen_t *items, size_t n, int ttl_s);
 
 /* Runs any command (for tests and tools); returns 0 or -1.  reply text copied to out. */

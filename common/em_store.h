@@ -11,6 +11,14 @@ em_store_t *em_store_new(const char *dsn, char *err, size_t errlen);
 void em_store_destroy(em_store_t **self_p);
 PGconn *em_store_conn(em_store_t *self);
 const char *em_store_errstr(const em_store_t *self);
+/* SQLSTATE of the last failed call ("" after a success); "08003"/"08006" when the connection
+ * was not usable or broke. */
+const char *em_store_sqlstate(const em_store_t *self);
+/* 1 when the connection is up right now (as far as libpq knows), else 0. */
+int em_store_connected(const em_store_t *self);
+/* 1 when the last failure is worth retrying later (connection lost, server shutting down,
+ * out of resources, serialization failure), 0 when it was caused by the statement's data. */
+int em_store_retryable(const em_store_t *self);
 /* Returns 1 when the connection is usable; otherwise tries PQreset once and re-prepares the
  * registered statements, returning 1 on success, 0 if still down. */
 int em_store_ensure(em_store_t *self);
