@@ -8,10 +8,15 @@
 
 /* Creates a socket of `type` (ZMQ_PUSH, ...) and binds it when endpoint starts with '@',
  * connects it when it starts with '>' (default: bind for ROUTER/PUB/PULL-side servers is the
- * caller's choice, so always give the prefix).  Sets SNDHWM/RCVHWM to hwm, LINGER to
+ * caller's choice, so always give the prefix).  endpoint may be a comma-separated list
+ * ("@tcp://0.0.0.0:7001,@ipc:///tmp/x" or ">tcp://a:1,>tcp://b:1"); an entry without a prefix takes
+ * the previous entry's.  Sets SNDHWM/RCVHWM to hwm (skipped when hwm < 0), LINGER to
  * linger_ms.  Returns NULL with err filled. */
 void *em_bus_socket(void *ctx, int type, const char *endpoint, int hwm, int linger_ms, char *err,
                     size_t errlen);
+/* Copies the socket's last bound or connected endpoint into buf (the real port after binding
+ * "tcp://127.0.0.1:*").  Returns 0 or -1. */
+int em_bus_endpoint(void *sock, char *buf, size_t len);
 /* Closes the socket and sets *sock_p to NULL; accepts NULL. */
 void em_bus_close(void **sock_p);
 
