@@ -1,0 +1,1107 @@
+/* notify.c - the committed-event stream: one zmq_poll loop over the archive SUB, the stream
+ * ROUTER, the SUB's monitor and the admin HTTP fd.
+ *
+ * `head` is the highest seq such that every event 1..head has been seen.  It starts at the
+ * persisted cursor (cursors.name = 'notify') and advances by live events (seq == head+1) or by
+ * pages read from PostgreSQL when a gap shows up (a live seq > head+1, or the periodic poll).
+ * The last events up to head are kept in a ring bounded by count and bytes; clients that are
+ * behind the ring are served from PostgreSQL in pages.  Per client, notify keeps only a cursor
+ * and a credit, and never sends more than the credit or past head. */
+#include "notify.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "em_config.h"
+#include "em_http.h"
+#include "em_log.h"
+#include "em_metrics.h"
+#include "em_signal.h"
+#include "em_store.h"
+#include "em_util.h"
+
+#define MOD "notify"
+#define CURSOR_NAME "notify"
+#define CLIENT_ID_MAX 256           /* ZeroMQ routing ids are at most 255 bytes */
+#define CLIENT_MSG_MAX 65536        /* ZMQ_MAXMSGSIZE of the stream ROUTER */
+#define CREDIT_MAX (INT64_C(1) << 40)
+#define DRAIN_MAX 1000              /* messages read from one socket per iteration */
+#define PG_BACKOFF_MIN_MS 100
+#define PG_BACKOFF_MAX_MS 5000
+#define BLOCKED_RETRY_MS 10         /* a client whose pipe was full is retried after this */
+
+typedef struct {
+    em_shared_cfg_t shared;
+    char *http;          /* [notify] http: admin HTTP host:port */
+    char *zmq;           /* [notify] zmq: stream ROUTER endpoint (bound) */
+    int cursor_flush_ms; /* [notify] cursor_flush_ms */
+    int poll_ms;         /* [notify] poll_ms: PostgreSQL poll for a dropped tail */
+    int batch;           /* [notify] batch: rows per PostgreSQL page */
+    int client_idle_s;   /* [notify] client_idle_s */
+    int max_clients;     /* [notify] max_clients */
+    int ring;            /* [notify] ring: events kept in memory */
+    int ring_kb;         /* [notify] ring_kb: bytes kept in memory, KiB */
+} notify_cfg_t;
+
+static const em_config_entry_t s_config[] = {
+    EM_CONFIG_SHARED(notify_cfg_t, shared),
+    {EM_CFG_STR, "notify", "http", "127.0.0.1:8004", offsetof(notify_cfg_t, http),
+     "admin HTTP (healthz, readyz, metrics) host:port"},
+    {EM_CFG_STR, "notify", "zmq", "tcp://127.0.0.1:7004", offsetof(notify_cfg_t, zmq),
+     "stream ROUTER endpoint (bound) for eminectl tail and stream clients"},
+    {EM_CFG_INT, "notify", "cursor_flush_ms", "1000", offsetof(notify_cfg_t, cursor_flush_ms),
+     "persist the cursor at most this often (and on SIGTERM)"},
+    {EM_CFG_INT, "notify", "poll_ms", "500", offsetof(notify_cfg_t, poll_ms),
+     "look in PostgreSQL for events the PUB dropped this often"},
+    {EM_CFG_INT, "notify", "batch", "500", offsetof(notify_cfg_t, batch),
+     "rows per PostgreSQL catch-up page"},
+    {EM_CFG_INT, "notify", "client_idle_s", "60", offsetof(notify_cfg_t, client_idle_s),
+     "a stream client silent this long without credit left is forgotten"},
+    {EM_CFG_INT, "notify", "max_clients", "1024", offsetof(notify_cfg_t, max_clients),
+     "stream clients served at once"},
+    {EM_CFG_INT, "notify", "ring", "4096", offsetof(notify_cfg_t, ring),
+     "latest events kept in memory for clients that are slightly behind"},
+    {EM_CFG_INT, "notify", "ring_kb", "32768", offsetof(notify_cfg_t, ring_kb),
+     "upper bound of the memory the ring may use, KiB"},
+    {0},
+};
+
+/* One event as it is sent to clients: `{"seq":N,"event":<envelope>}`. */
+typedef struct {
+    int64_t seq;
+    char *frame; /* owned */
+    size_t len;
+} ring_entry_t;
+
+typedef struct {
+    uint8_t id[CLIENT_ID_MAX]; /* routing id */
+    size_t idlen;
+    int64_t cursor;        /* last seq sent */
+    int64_t credit;        /* events that may still be sent */
+    int64_t last_seen_ms;  /* last valid message (monotonic) */
+    int64_t blocked_until; /* pipe was full: retry after this (monotonic ms) */
+} client_t;
+
+struct notify {
+    notify_cfg_t cfg;
+    bool cfg_loaded;
+    void *zctx;
+    void *sub;    /* archive PUB -> us */
+    void *router; /* stream clients */
+    void *mon;    /* PAIR receiving the SUB's monitor events */
+    char endpoint[256];
+    em_http_t *http;
+    em_metrics_t *metrics;
+    em_metric_t *m_seen, *m_head, *m_clients, *m_sent, *m_catchup;
+
+    em_store_t *store;
+    bool pg_up;            /* the last PostgreSQL operation succeeded */
+    int64_t pg_retry_at;   /* no PostgreSQL operation before this (monotonic ms) */
+    int pg_backoff_ms;
+    bool sub_connected;
+
+    int64_t head;          /* -1 until the cursor is loaded */
+    int64_t known_max;     /* highest seq known to exist (live or PostgreSQL) */
+    int64_t persisted;     /* the cursor value last written */
+    int64_t next_flush;    /* monotonic ms */
+    int64_t next_poll;     /* monotonic ms */
+    int64_t next_reap;     /* monotonic ms */
+
+    ring_entry_t *ring;    /* circular, capacity cfg.ring */
+    size_t ring_first, ring_count, ring_bytes;
+    int64_t ring_base;     /* the ring holds every event in (ring_base, head] */
+
+    client_t *clients;
+    int nclients;
+};
+
+/* ---------------------------------------------------------------------------------------- */
+/* Frames */
+
+/* Builds `{"seq":N,"event":<envelope>}` from the envelope's JSON text with white space outside
+ * strings removed (one line; numbers and strings are kept byte for byte).  Returns a malloc'd
+ * buffer (caller frees) or NULL when the text is not a JSON object. */
+static char *s_frame_new(int64_t seq, const char *env, size_t len, size_t *out_len)
+{
+    char prefix[64];
+    int plen = snprintf(prefix, sizeof prefix, "{\"seq\":%" PRId64 ",\"event\":", seq);
+    char *buf = malloc((size_t)plen + len + 2);
+    if (!buf)
+        return NULL;
+    memcpy(buf, prefix, (size_t)plen);
+    size_t o = (size_t)plen;
+    bool in_str = false, esc = false;
+    int depth = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = env[i];
+        if (c == '\0')
+            goto bad;
+        if (in_str) {
+            if (esc)
+                esc = false;
+            else if (c == '\\')
+                esc = true;
+            else if (c == '"')
+                in_str = false;
+            buf[o++] = c;
+            continue;
+        }
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
+            continue;
+        if (o == (size_t)plen && c != '{')
+            goto bad;
+        if (o > (size_t)plen && depth == 0)
+            goto bad; /* text after the object */
+        if (c == '"')
+            in_str = true;
+        else if (c == '{' || c == '[')
+            depth++;
+        else if (c == '}' || c == ']') {
+            if (--depth < 0)
+                goto bad;
+        }
+        buf[o++] = c;
+    }
+    if (in_str || depth != 0 || o == (size_t)plen)
+        goto bad;
+    buf[o++] = '}';
+    buf[o] = '\0';
+    *out_len = o;
+    return buf;
+bad:
+    free(buf);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The ring of the latest events */
+
+static void s_ring_evict(notify_t *self)
+{
+    ring_entry_t *e = &self->ring[self->ring_first];
+    self->ring_base = e->seq;
+    self->ring_bytes -= e->len;
+    free(e->frame);
+    e->frame = NULL;
+    self->ring_first = (self->ring_first + 1) % (size_t)self->cfg.ring;
+    self->ring_count--;
+}
+
+/* Takes ownership of frame. */
+static void s_ring_push(notify_t *self, int64_t seq, char *frame, size_t len)
+{
+    size_t cap = (size_t)self->cfg.ring;
+    size_t max_bytes = (size_t)self->cfg.ring_kb * 1024;
+    while (self->ring_count > 0 &&
+           (self->ring_count == cap || self->ring_bytes + len > max_bytes))
+        s_ring_evict(self);
+    if (len > max_bytes) { /* larger than the whole ring: clients read it from PostgreSQL */
+        free(frame);
+        self->ring_base = seq;
+        return;
+    }
+    ring_entry_t *e = &self->ring[(self->ring_first + self->ring_count) % cap];
+    e->seq = seq;
+    e->frame = frame;
+    e->len = len;
+    self->ring_count++;
+    self->ring_bytes += len;
+}
+
+static ring_entry_t *s_ring_at(notify_t *self, size_t i)
+{
+    return &self->ring[(self->ring_first + i) % (size_t)self->cfg.ring];
+}
+
+/* Index of the first entry with seq > after (ring_count when none). */
+static size_t s_ring_find(notify_t *self, int64_t after)
+{
+    size_t lo = 0, hi = self->ring_count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s_ring_at(self, mid)->seq <= after)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static void s_ring_clear(notify_t *self)
+{
+    while (self->ring_count > 0)
+        s_ring_evict(self);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* PostgreSQL */
+
+static void s_pg_failed(notify_t *self, const char *what)
+{
+    if (self->pg_up || self->pg_backoff_ms >= PG_BACKOFF_MAX_MS / 2)
+        EM_LOG_WARN(MOD, "%s failed, retrying in %d ms: %s", what,
+                    self->pg_backoff_ms ? self->pg_backoff_ms : PG_BACKOFF_MIN_MS,
+                    self->store ? em_store_errstr(self->store) : "not connected");
+    self->pg_up = false;
+    if (self->pg_backoff_ms == 0)
+        self->pg_backoff_ms = PG_BACKOFF_MIN_MS;
+    self->pg_retry_at = em_mono_ms() + self->pg_backoff_ms;
+    self->pg_backoff_ms *= 2;
+    if (self->pg_backoff_ms > PG_BACKOFF_MAX_MS)
+        self->pg_backoff_ms = PG_BACKOFF_MAX_MS;
+}
+
+static void s_pg_ok(notify_t *self)
+{
+    if (!self->pg_up)
+        EM_LOG_INFO(MOD, "PostgreSQL reachable");
+    self->pg_up = true;
+    self->pg_backoff_ms = 0;
+    self->pg_retry_at = 0;
+}
+
+/* Returns true when a PostgreSQL operation may be tried now (connecting if needed). */
+static bool s_pg_usable(notify_t *self)
+{
+    if (self->pg_up && self->store && em_store_connected(self->store))
+        return true;
+    if (em_mono_ms() < self->pg_retry_at)
+        return false;
+    if (!self->store) {
+        char err[EM_ERR_LEN];
+        self->store = em_store_new(self->cfg.shared.pg_dsn, err, sizeof err);
+        if (!self->store) {
+            EM_LOG_DEBUG(MOD, "connect: %s", err);
+            s_pg_failed(self, "connect");
+            return false;
+        }
+    } else if (!em_store_ensure(self->store)) {
+        s_pg_failed(self, "reconnect");
+        return false;
+    }
+    return true; /* pg_up is set by the first successful statement */
+}
+
+/* Reads the persisted cursor.  Returns 0 (head set) or -1 (retry later). */
+static int s_load_cursor(notify_t *self)
+{
+    if (!s_pg_usable(self))
+        return -1;
+    const char *params[1] = {CURSOR_NAME};
+    PGresult *res =
+        em_store_query(self->store, "SELECT seq FROM cursors WHERE name = $1", 1, params);
+    if (!res) {
+        s_pg_failed(self, "reading the cursor (does table cursors exist yet?)");
+        return -1;
+    }
+    int64_t seq = 0;
+    if (PQntuples(res) > 0 && !PQgetisnull(res, 0, 0))
+        seq = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    s_pg_ok(self);
+    self->head = seq < 0 ? 0 : seq;
+    self->persisted = self->head;
+    self->ring_base = self->head;
+    if (self->known_max < self->head)
+        self->known_max = self->head;
+    em_metric_set(self->m_head, (double)self->head);
+    EM_LOG_INFO(MOD, "resuming after seq %" PRId64, self->head);
+    return 0;
+}
+
+/* Writes head as the persisted cursor.  Returns 0 or -1. */
+static int s_flush_cursor(notify_t *self)
+{
+    if (self->head < 0 || self->head == self->persisted)
+        return 0;
+    if (!s_pg_usable(self))
+        return -1;
+    char seq[32];
+    snprintf(seq, sizeof seq, "%" PRId64, self->head);
+    const char *params[2] = {CURSOR_NAME, seq};
+    PGresult *res = em_store_query(self->store,
+                                   "INSERT INTO cursors (name, seq) VALUES ($1, $2) "
+                                   "ON CONFLICT (name) DO UPDATE SET seq = EXCLUDED.seq",
+                                   2, params);
+    if (!res) {
+        s_pg_failed(self, "persisting the cursor");
+        return -1;
+    }
+    PQclear(res);
+    s_pg_ok(self);
+    self->persisted = self->head;
+    return 0;
+}
+
+/* Reads events with after < seq <= upto, at most limit, in seq order.  Returns a PGresult
+ * (caller PQclears; column 0 seq, column 1 envelope text) or NULL (PostgreSQL unusable). */
+static PGresult *s_fetch_page(notify_t *self, int64_t after, int64_t upto, int64_t limit)
+{
+    if (!s_pg_usable(self))
+        return NULL;
+    char a[32], u[32], l[32];
+    snprintf(a, sizeof a, "%" PRId64, after);
+    snprintf(u, sizeof u, "%" PRId64, upto);
+    snprintf(l, sizeof l, "%" PRId64, limit);
+    const char *params[3] = {a, u, l};
+    em_metric_add(self->m_catchup, 1);
+    PGresult *res = em_store_query(self->store,
+                                   "SELECT seq, envelope::text FROM events "
+                                   "WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
+                                   3, params);
+    if (!res) {
+        s_pg_failed(self, "reading events");
+        return NULL;
+    }
+    s_pg_ok(self);
+    return res;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* head */
+
+/* Records the next event (seq > head) and takes ownership of frame. */
+static void s_advance(notify_t *self, int64_t seq, char *frame, size_t len)
+{
+    self->head = seq;
+    if (self->known_max < seq)
+        self->known_max = seq;
+    s_ring_push(self, seq, frame, len);
+    em_metric_add(self->m_seen, 1);
+    em_metric_set(self->m_head, (double)seq);
+}
+
+/* Reads one page after head from PostgreSQL and advances through it.  Returns the number of
+ * rows read, or -1 when PostgreSQL is unusable. */
+static int s_catchup_page(notify_t *self)
+{
+    PGresult *res = s_fetch_page(self, self->head, INT64_MAX, self->cfg.batch);
+    if (!res)
+        return -1;
+    int n = PQntuples(res);
+    for (int i = 0; i < n; i++) {
+        int64_t seq = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+        if (seq <= self->head)
+            continue;
+        size_t flen;
+        char *frame = s_frame_new(seq, PQgetvalue(res, i, 1), (size_t)PQgetlength(res, i, 1),
+                                  &flen);
+        if (!frame) {
+            EM_LOG_ERROR(MOD, "event %" PRId64 " in PostgreSQL is not a JSON object", seq);
+            PQclear(res);
+            self->known_max = self->head; /* retried at the next poll */
+            return n;
+        }
+        if (seq != self->head + 1)
+            EM_LOG_WARN(MOD, "no event between seq %" PRId64 " and %" PRId64, self->head, seq);
+        s_advance(self, seq, frame, flen);
+    }
+    PQclear(res);
+    if (n < self->cfg.batch && self->known_max > self->head)
+        self->known_max = self->head; /* PostgreSQL has nothing more (yet) */
+    return n;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Clients */
+
+static client_t *s_client_find(notify_t *self, const void *id, size_t idlen)
+{
+    for (int i = 0; i < self->nclients; i++)
+        if (self->clients[i].idlen == idlen && memcmp(self->clients[i].id, id, idlen) == 0)
+            return &self->clients[i];
+    return NULL;
+}
+
+static void s_client_remove(notify_t *self, client_t *c)
+{
+    int i = (int)(c - self->clients);
+    self->clients[i] = self->clients[self->nclients - 1];
+    self->nclients--;
+    em_metric_set(self->m_clients, self->nclients);
+}
+
+/* Sends one frame to the peer with the given routing id without blocking.  Returns 0, or -1
+ * with errno EAGAIN (pipe full) or EHOSTUNREACH (the peer is gone). */
+static int s_send_to(notify_t *self, const void *id, size_t idlen, const void *data, size_t len)
+{
+    if (zmq_send(self->router, id, idlen, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        return -1;
+    if (zmq_send(self->router, data, len, ZMQ_DONTWAIT) < 0)
+        return -1;
+    return 0;
+}
+
+static void s_send_error(notify_t *self, const void *id, size_t idlen, const char *msg)
+{
+    json_t *o = json_pack("{s:s}", "error", msg);
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    if (text)
+        (void)s_send_to(self, id, idlen, text, strlen(text));
+    free(text);
+    json_decref(o);
+}
+
+/* Sends one event frame to c.  Returns 0 (sent), 1 (stop for now: pipe full) or -1 (the client
+ * is gone and must be removed). */
+static int s_client_send(notify_t *self, client_t *c, int64_t seq, const char *frame,
+                         size_t len)
+{
+    if (s_send_to(self, c->id, c->idlen, frame, len) < 0) {
+        if (errno == EAGAIN) {
+            c->blocked_until = em_mono_ms() + BLOCKED_RETRY_MS;
+            return 1;
+        }
+        return -1;
+    }
+    c->cursor = seq;
+    c->credit--;
+    em_metric_add(self->m_sent, 1);
+    return 0;
+}
+
+/* Sends c at most one page of the events it may receive.  Returns -1 when the client is
+ * gone, else 0. */
+static int s_client_serve(notify_t *self, client_t *c, int64_t now)
+{
+    if (c->credit <= 0 || c->cursor >= self->head || now < c->blocked_until)
+        return 0;
+    int64_t limit = c->credit < self->cfg.batch ? c->credit : self->cfg.batch;
+    if (c->cursor >= self->ring_base) {
+        for (size_t i = s_ring_find(self, c->cursor); i < self->ring_count && limit > 0;
+             i++, limit--) {
+            ring_entry_t *e = s_ring_at(self, i);
+            int rc = s_client_send(self, c, e->seq, e->frame, e->len);
+            if (rc != 0)
+                return rc < 0 ? -1 : 0;
+        }
+        return 0;
+    }
+    PGresult *res = s_fetch_page(self, c->cursor, self->head, limit);
+    if (!res)
+        return 0;
+    int rc = 0, n = PQntuples(res), i;
+    for (i = 0; i < n && rc == 0; i++) {
+        int64_t seq = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+        size_t flen;
+        char *frame = s_frame_new(seq, PQgetvalue(res, i, 1), (size_t)PQgetlength(res, i, 1),
+                                  &flen);
+        if (!frame) {
+            EM_LOG_ERROR(MOD, "event %" PRId64 " in PostgreSQL is not a JSON object", seq);
+            c->blocked_until = now + self->cfg.poll_ms;
+            rc = 1;
+            break;
+        }
+        rc = s_client_send(self, c, seq, frame, flen);
+        free(frame);
+    }
+    PQclear(res);
+    if (rc == 0 && n < limit)
+        c->cursor = self->head; /* PostgreSQL holds nothing else up to head */
+    return rc < 0 ? -1 : 0;
+}
+
+/* True when some client could be sent something right now. */
+static bool s_clients_pending(notify_t *self, int64_t now)
+{
+    bool pg_ok = self->pg_up || now >= self->pg_retry_at;
+    for (int i = 0; i < self->nclients; i++) {
+        client_t *c = &self->clients[i];
+        if (c->credit > 0 && c->cursor < self->head && now >= c->blocked_until &&
+            (c->cursor >= self->ring_base || pg_ok))
+            return true;
+    }
+    return false;
+}
+
+static void s_serve_clients(notify_t *self)
+{
+    int64_t now = em_mono_ms();
+    for (int i = 0; i < self->nclients;) {
+        client_t *c = &self->clients[i];
+        if (s_client_serve(self, c, now) < 0) {
+            EM_LOG_INFO(MOD, "stream client gone");
+            s_client_remove(self, c);
+            continue;
+        }
+        i++;
+    }
+}
+
+/* Forgets clients silent for client_idle_s without credit left. */
+static void s_reap_clients(notify_t *self, int64_t now)
+{
+    int64_t idle_ms = (int64_t)self->cfg.client_idle_s * 1000;
+    for (int i = 0; i < self->nclients;) {
+        client_t *c = &self->clients[i];
+        if (c->credit <= 0 && now - c->last_seen_ms >= idle_ms) {
+            EM_LOG_INFO(MOD, "forgetting an idle stream client");
+            s_client_remove(self, c);
+            continue;
+        }
+        i++;
+    }
+}
+
+/* Reads an optional non-negative integer member.  Returns 0 (absent: *out untouched), 1 (set)
+ * or -1 (wrong type). */
+static int s_get_count(json_t *obj, const char *key, int64_t *out)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v)
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return -1;
+    *out = json_integer_value(v);
+    return 1;
+}
+
+static void s_handle_client_msg(notify_t *self, const void *id, size_t idlen, const char *buf,
+                                size_t len)
+{
+    json_error_t jerr;
+    json_t *msg = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    const char *error = NULL;
+    int64_t after = 0, credit = 0;
+    int has_after = 0, has_credit = 0;
+    json_t *sub = NULL;
+
+    if (!msg) {
+        error = "not JSON";
+        goto reply;
+    }
+    if (!json_is_object(msg)) {
+        error = "expected a JSON object";
+        goto reply;
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach(msg, key, val)
+    {
+        if (strcmp(key, "subscribe") != 0 && strcmp(key, "credit") != 0) {
+            error = "unknown member (expected subscribe and/or credit)";
+            goto reply;
+        }
+    }
+    sub = json_object_get(msg, "subscribe");
+    if (sub) {
+        if (!json_is_object(sub)) {
+            error = "subscribe must be an object";
+            goto reply;
+        }
+        json_object_foreach(sub, key, val)
+        {
+            if (strcmp(key, "after") != 0) {
+                error = "unknown member of subscribe (expected after)";
+                goto reply;
+            }
+        }
+        has_after = s_get_count(sub, "after", &after);
+        if (has_after < 0) {
+            error = "subscribe.after must be a non-negative integer";
+            goto reply;
+        }
+    }
+    has_credit = s_get_count(msg, "credit", &credit);
+    if (has_credit < 0) {
+        error = "credit must be a non-negative integer";
+        goto reply;
+    }
+    if (!sub && !has_credit) {
+        error = "expected subscribe or credit";
+        goto reply;
+    }
+    if (credit > CREDIT_MAX)
+        credit = CREDIT_MAX;
+
+    int64_t now = em_mono_ms();
+    client_t *c = s_client_find(self, id, idlen);
+    if (!sub && !c) {
+        error = "not subscribed";
+        goto reply;
+    }
+    if (sub && !c) {
+        if (self->nclients >= self->cfg.max_clients) {
+            s_reap_clients(self, now);
+            if (self->nclients >= self->cfg.max_clients) {
+                error = "too many clients";
+                goto reply;
+            }
+        }
+        c = &self->clients[self->nclients++];
+        memset(c, 0, sizeof *c);
+        memcpy(c->id, id, idlen);
+        c->idlen = idlen;
+        em_metric_set(self->m_clients, self->nclients);
+        EM_LOG_INFO(MOD, "stream client subscribed after seq %" PRId64, after);
+    }
+    if (sub) {
+        c->cursor = after;
+        c->credit = credit;
+        c->blocked_until = 0;
+    } else {
+        c->credit += credit;
+        if (c->credit > CREDIT_MAX)
+            c->credit = CREDIT_MAX;
+    }
+    c->last_seen_ms = now;
+reply:
+    if (error) {
+        EM_LOG_DEBUG(MOD, "bad stream client message: %s", error);
+        s_send_error(self, id, idlen, error);
+    }
+    json_decref(msg);
+}
+
+static void s_handle_router(notify_t *self)
+{
+    for (int n = 0; n < DRAIN_MAX; n++) {
+        zmq_msg_t part[3];
+        int np = 0, more = 1, fail = 0;
+        while (more) {
+            zmq_msg_t m;
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, self->router, ZMQ_DONTWAIT) < 0) {
+                zmq_msg_close(&m);
+                if (np == 0)
+                    return; /* nothing more */
+                fail = 1;
+                break;
+            }
+            more = zmq_msg_more(&m);
+            if (np < 3)
+                part[np++] = m;
+            else {
+                zmq_msg_close(&m);
+                fail = 1;
+            }
+        }
+        if (!fail && np >= 2) {
+            /* DEALER: [id, payload]; REQ-style: [id, "", payload] */
+            zmq_msg_t *payload = &part[np - 1];
+            s_handle_client_msg(self, zmq_msg_data(&part[0]), zmq_msg_size(&part[0]),
+                                zmq_msg_data(payload), zmq_msg_size(payload));
+        } else if (np >= 1) {
+            s_send_error(self, zmq_msg_data(&part[0]), zmq_msg_size(&part[0]),
+                         "expected one frame");
+        }
+        for (int i = 0; i < np; i++)
+            zmq_msg_close(&part[i]);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Live events and the SUB monitor */
+
+static void s_handle_live(notify_t *self, const char *seqbuf, size_t seqlen, const char *env,
+                          size_t envlen)
+{
+    json_error_t jerr;
+    json_t *o = json_loadb(seqbuf, seqlen, 0, &jerr);
+    json_t *s = o ? json_object_get(o, "seq") : NULL;
+    int64_t seq = json_is_integer(s) ? json_integer_value(s) : -1;
+    json_decref(o);
+    if (seq <= 0) {
+        EM_LOG_WARN(MOD, "live event without a valid seq ignored");
+        return;
+    }
+    if (self->known_max < seq)
+        self->known_max = seq;
+    if (self->head < 0 || seq != self->head + 1)
+        return; /* not loaded yet, already seen, or a gap: PostgreSQL fills it */
+    size_t flen;
+    char *frame = s_frame_new(seq, env, envlen, &flen);
+    if (!frame) {
+        EM_LOG_WARN(MOD, "live event %" PRId64 " is not a JSON object; reading it from "
+                         "PostgreSQL", seq);
+        return;
+    }
+    s_advance(self, seq, frame, flen);
+}
+
+static void s_handle_sub(notify_t *self)
+{
+    for (int n = 0; n < DRAIN_MAX; n++) {
+        zmq_msg_t part[3];
+        int np = 0, more = 1, fail = 0;
+        while (more) {
+            zmq_msg_t m;
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, self->sub, ZMQ_DONTWAIT) < 0) {
+                zmq_msg_close(&m);
+                if (np == 0)
+                    return;
+                fail = 1;
+                break;
+            }
+            more = zmq_msg_more(&m);
+            if (np < 3)
+                part[np++] = m;
+            else {
+                zmq_msg_close(&m);
+                fail = 1;
+            }
+        }
+        if (!fail && np == 3 && zmq_msg_size(&part[0]) == 2 &&
+            memcmp(zmq_msg_data(&part[0]), "ev", 2) == 0)
+            s_handle_live(self, zmq_msg_data(&part[1]), zmq_msg_size(&part[1]),
+                          zmq_msg_data(&part[2]), zmq_msg_size(&part[2]));
+        else
+            EM_LOG_WARN(MOD, "malformed message on the events bus ignored");
+        for (int i = 0; i < np; i++)
+            zmq_msg_close(&part[i]);
+    }
+}
+
+static void s_handle_monitor(notify_t *self)
+{
+    for (;;) {
+        zmq_msg_t ev, addr;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, self->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            return;
+        }
+        uint16_t event = 0;
+        if (zmq_msg_size(&ev) >= 2)
+            memcpy(&event, zmq_msg_data(&ev), 2);
+        if (zmq_msg_more(&ev)) {
+            zmq_msg_init(&addr);
+            zmq_msg_recv(&addr, self->mon, 0);
+            zmq_msg_close(&addr);
+        }
+        zmq_msg_close(&ev);
+        if (event == ZMQ_EVENT_CONNECTED) {
+            self->sub_connected = true;
+            EM_LOG_INFO(MOD, "connected to the events bus %s", self->cfg.shared.bus_events);
+        } else if (event == ZMQ_EVENT_DISCONNECTED) {
+            self->sub_connected = false;
+            EM_LOG_WARN(MOD, "disconnected from the events bus %s", self->cfg.shared.bus_events);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Admin HTTP */
+
+static void s_handle_http(void *arg, em_http_req_t *req)
+{
+    notify_t *self = arg;
+    const char *path = em_http_req_path(req);
+    const char *method = em_http_req_method(req);
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        em_http_respond(req, 405, "text/plain", "method not allowed\n", 19);
+        return;
+    }
+    if (strcmp(path, "/healthz") == 0) {
+        em_http_respond(req, 200, "text/plain", "ok\n", 3);
+    } else if (strcmp(path, "/readyz") == 0) {
+        char body[160];
+        int n;
+        if (notify_ready(self))
+            n = snprintf(body, sizeof body, "ready\n");
+        else
+            n = snprintf(body, sizeof body, "not ready:%s%s%s\n",
+                         self->pg_up ? "" : " postgresql unreachable",
+                         self->head >= 0 ? "" : " cursor not loaded",
+                         self->sub_connected ? "" : " events bus not connected");
+        em_http_respond(req, notify_ready(self) ? 200 : 503, "text/plain", body, (size_t)n);
+    } else if (strcmp(path, "/metrics") == 0) {
+        char *text = em_metrics_render(self->metrics);
+        if (!text) {
+            em_http_respond(req, 500, "text/plain", "out of memory\n", 14);
+            return;
+        }
+        em_http_respond(req, 200, "text/plain; version=0.0.4", text, strlen(text));
+        free(text);
+    } else {
+        em_http_respond(req, 404, "text/plain", "not found\n", 10);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Lifecycle */
+
+static int s_load_config(const char *path, notify_cfg_t *cfg)
+{
+    char err[EM_ERR_LEN];
+    memset(cfg, 0, sizeof *cfg);
+    if (em_config_load(path, s_config, cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "emine-notify: %s\n", err);
+        return -1;
+    }
+    const char *bad = NULL;
+    if (cfg->cursor_flush_ms < 1)
+        bad = "cursor_flush_ms must be >= 1";
+    else if (cfg->poll_ms < 1)
+        bad = "poll_ms must be >= 1";
+    else if (cfg->batch < 1)
+        bad = "batch must be >= 1";
+    else if (cfg->client_idle_s < 1)
+        bad = "client_idle_s must be >= 1";
+    else if (cfg->max_clients < 1)
+        bad = "max_clients must be >= 1";
+    else if (cfg->ring < 1)
+        bad = "ring must be >= 1";
+    else if (cfg->ring_kb < 1 || cfg->ring_kb > INT_MAX / 1024)
+        bad = "ring_kb must be between 1 and 2097151";
+    if (bad) {
+        fprintf(stderr, "emine-notify: [notify] %s\n", bad);
+        em_config_release(s_config, cfg);
+        return -1;
+    }
+    return 0;
+}
+
+int notify_dump_config(const char *config_path, FILE *out)
+{
+    notify_cfg_t cfg;
+    if (s_load_config(config_path, &cfg) != 0)
+        return -1;
+    em_config_dump(s_config, &cfg, out);
+    em_config_release(s_config, &cfg);
+    return 0;
+}
+
+notify_t *notify_new(const char *config_path)
+{
+    notify_t *self = calloc(1, sizeof *self);
+    char err[EM_ERR_LEN];
+    if (!self)
+        return NULL;
+    self->head = -1;
+    if (s_load_config(config_path, &self->cfg) != 0)
+        goto fail;
+    self->cfg_loaded = true;
+    int lvl = em_log_level_parse(self->cfg.shared.log_level);
+    em_log_init("notify", lvl < 0 ? EM_LOG_LVL_INFO : lvl);
+
+    self->ring = calloc((size_t)self->cfg.ring, sizeof *self->ring);
+    self->clients = calloc((size_t)self->cfg.max_clients, sizeof *self->clients);
+    self->metrics = em_metrics_new("emine_notify");
+    if (!self->ring || !self->clients || !self->metrics) {
+        EM_LOG_ERROR(MOD, "out of memory");
+        goto fail;
+    }
+    self->m_seen = em_metrics_counter(self->metrics, "events_seen_total", NULL,
+                                      "committed events notify has seen, in seq order");
+    self->m_head = em_metrics_gauge(self->metrics, "head", NULL,
+                                    "highest seq such that every event up to it was seen");
+    self->m_clients =
+        em_metrics_gauge(self->metrics, "stream_clients", NULL, "stream clients known");
+    self->m_sent = em_metrics_counter(self->metrics, "stream_sent_total", NULL,
+                                      "events sent to stream clients");
+    self->m_catchup = em_metrics_counter(self->metrics, "catchup_queries_total", NULL,
+                                         "pages of events read from PostgreSQL");
+
+    self->zctx = zmq_ctx_new();
+    if (!self->zctx)
+        goto fail;
+    int zero = 0, one = 1, hwm = 10000, maxmsg = CLIENT_MSG_MAX;
+    int64_t maxmsg64 = maxmsg;
+
+    self->router = zmq_socket(self->zctx, ZMQ_ROUTER);
+    if (!self->router)
+        goto fail;
+    zmq_setsockopt(self->router, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(self->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    zmq_setsockopt(self->router, ZMQ_MAXMSGSIZE, &maxmsg64, sizeof maxmsg64);
+    if (zmq_bind(self->router, self->cfg.zmq) != 0) {
+        EM_LOG_ERROR(MOD, "bind %s: %s", self->cfg.zmq, zmq_strerror(errno));
+        goto fail;
+    }
+    size_t eplen = sizeof self->endpoint;
+    if (zmq_getsockopt(self->router, ZMQ_LAST_ENDPOINT, self->endpoint, &eplen) != 0)
+        snprintf(self->endpoint, sizeof self->endpoint, "%s", self->cfg.zmq);
+
+    self->sub = zmq_socket(self->zctx, ZMQ_SUB);
+    if (!self->sub)
+        goto fail;
+    zmq_setsockopt(self->sub, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(self->sub, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(self->sub, ZMQ_SUBSCRIBE, "ev", 2);
+    char monep[64];
+    snprintf(monep, sizeof monep, "inproc://notify-sub-monitor-%p", (void *)self);
+    if (zmq_socket_monitor(self->sub, monep, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) !=
+        0)
+        goto fail;
+    self->mon = zmq_socket(self->zctx, ZMQ_PAIR);
+    if (!self->mon || zmq_connect(self->mon, monep) != 0)
+        goto fail;
+    zmq_setsockopt(self->mon, ZMQ_LINGER, &zero, sizeof zero);
+    if (zmq_connect(self->sub, self->cfg.shared.bus_events) != 0) {
+        EM_LOG_ERROR(MOD, "connect %s: %s", self->cfg.shared.bus_events, zmq_strerror(errno));
+        goto fail;
+    }
+
+    self->http = em_http_new(self->cfg.http, 4096, s_handle_http, self, err, sizeof err);
+    if (!self->http) {
+        EM_LOG_ERROR(MOD, "admin HTTP on %s: %s", self->cfg.http, err);
+        goto fail;
+    }
+
+    int64_t now = em_mono_ms();
+    self->next_flush = now + self->cfg.cursor_flush_ms;
+    self->next_poll = now;
+    self->next_reap = now + 1000;
+    (void)s_load_cursor(self); /* PostgreSQL down: retried by the loop */
+    EM_LOG_INFO(MOD, "streaming on %s, admin HTTP on port %d, events from %s", self->endpoint,
+                em_http_port(self->http), self->cfg.shared.bus_events);
+    return self;
+fail:
+    notify_destroy(&self);
+    return NULL;
+}
+
+void notify_destroy(notify_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    notify_t *self = *self_p;
+    if (self->head >= 0 && self->head != self->persisted) {
+        self->pg_retry_at = 0; /* one last try, whatever the backoff */
+        if (s_flush_cursor(self) == 0)
+            EM_LOG_INFO(MOD, "cursor persisted at seq %" PRId64, self->head);
+    }
+    if (self->sub)
+        zmq_socket_monitor(self->sub, NULL, 0);
+    if (self->mon)
+        zmq_close(self->mon);
+    if (self->sub)
+        zmq_close(self->sub);
+    if (self->router)
+        zmq_close(self->router);
+    if (self->zctx)
+        zmq_ctx_term(self->zctx);
+    em_http_destroy(&self->http);
+    em_metrics_destroy(&self->metrics);
+    em_store_destroy(&self->store);
+    if (self->ring) {
+        s_ring_clear(self);
+        free(self->ring);
+    }
+    free(self->clients);
+    if (self->cfg_loaded)
+        em_config_release(s_config, &self->cfg);
+    free(self);
+    *self_p = NULL;
+}
+
+/* Milliseconds until the next timer, capped by max_ms. */
+static long s_timeout(notify_t *self, int64_t now, long max_ms)
+{
+    long t = max_ms;
+    int64_t due[4] = {self->next_poll, self->next_flush, self->next_reap,
+                      self->pg_up ? INT64_MAX : self->pg_retry_at};
+    for (int i = 0; i < 4; i++) {
+        int64_t d = due[i] - now;
+        if (d < 0)
+            d = 0;
+        if (d < t)
+            t = (long)d;
+    }
+    long h = em_http_timeout_ms(self->http);
+    if (h >= 0 && h < t)
+        t = h;
+    return t;
+}
+
+int notify_step(notify_t *self, int timeout_ms)
+{
+    int64_t now = em_mono_ms();
+    bool pg_ok = self->pg_up || now >= self->pg_retry_at;
+    long timeout;
+    if ((self->head >= 0 && self->known_max > self->head && pg_ok) ||
+        s_clients_pending(self, now))
+        timeout = 0;
+    else
+        timeout = s_timeout(self, now, timeout_ms < 0 ? 1000 : timeout_ms);
+
+    zmq_pollitem_t items[] = {
+        {self->sub, 0, ZMQ_POLLIN, 0},
+        {self->router, 0, ZMQ_POLLIN, 0},
+        {self->mon, 0, ZMQ_POLLIN, 0},
+        {NULL, em_http_fd(self->http), ZMQ_POLLIN, 0},
+    };
+    int rc = zmq_poll(items, 4, timeout);
+    if (rc < 0) {
+        if (errno == EINTR)
+            return 0;
+        EM_LOG_ERROR(MOD, "zmq_poll: %s", zmq_strerror(errno));
+        return -1;
+    }
+    if (items[2].revents & ZMQ_POLLIN)
+        s_handle_monitor(self);
+    if (items[0].revents & ZMQ_POLLIN)
+        s_handle_sub(self);
+    if (items[1].revents & ZMQ_POLLIN)
+        s_handle_router(self);
+    em_http_run(self->http);
+
+    now = em_mono_ms();
+    if (self->head < 0) {
+        (void)s_load_cursor(self);
+    } else if (self->known_max > self->head || now >= self->next_poll) {
+        self->next_poll = now + self->cfg.poll_ms;
+        (void)s_catchup_page(self);
+    }
+    if (self->head >= 0)
+        s_serve_clients(self);
+    if (now >= self->next_reap) {
+        s_reap_clients(self, now);
+        self->next_reap = now + 1000;
+    }
+    if (now >= self->next_flush) {
+        (void)s_flush_cursor(self);
+        self->next_flush = now + self->cfg.cursor_flush_ms;
+    }
+    return 0;
+}
+
+int notify_run(notify_t *self)
+{
+    int rc = 0;
+    while (!em_signal_interrupted()) {
+        if (notify_step(self, 1000) != 0) {
+            rc = -1;
+            break;
+        }
+    }
+    EM_LOG_INFO(MOD, "stopping at seq %" PRId64, self->head);
+    self->pg_retry_at = 0;
+    if (s_flush_cursor(self) != 0)
+        EM_LOG_ERROR(MOD, "could not persist the cursor at seq %" PRId64, self->head);
+    return rc;
+}
+
+int64_t notify_head(const notify_t *self)
+{
+    return self->head;
+}
+
+const char *notify_stream_endpoint(const notify_t *self)
+{
+    return self->endpoint;
+}
+
+int notify_http_port(notify_t *self)
+{
+    return em_http_port(self->http);
+}
+
+int notify_ready(const notify_t *self)
+{
+    return self->pg_up && self->head >= 0 && self->sub_connected;
+}
+
+int notify_client_count(const notify_t *self)
+{
+    return self->nclients;
+}
