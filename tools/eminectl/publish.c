@@ -23,6 +23,8 @@ typedef struct {
     char *status;     /* final status, NULL while unanswered */
     long long seq;
     json_t *errors;   /* errors of a rejection (owned) */
+    char *file;       /* --raw: the file the bytes came from */
+    json_t *reply;    /* --raw: the whole answer */
 } pub_event_t;
 
 typedef struct {
@@ -39,6 +41,7 @@ typedef struct {
 typedef struct {
     pub_event_t *events;
     size_t nevents, cap;
+    bool raw; /* each file is sent as it is, in one request */
 } pub_input_t;
 
 static void s_add_event(pub_input_t *in, const char *raw, size_t len)
@@ -88,6 +91,12 @@ static int s_load(pub_input_t *in, const char *path)
     char *buf = s_read_all(f, &len);
     if (f != stdin)
         fclose(f);
+    if (in->raw) {
+        s_add_event(in, buf, len);
+        in->events[in->nevents - 1].file = strdup(path);
+        free(buf);
+        return 0;
+    }
     json_t *root = json_loadb(buf, len, 0, NULL);
     if (json_is_array(root)) {
         em_json_split_array(buf, len, s_slice, in);
@@ -155,6 +164,10 @@ static int s_cmp_double(const void *a, const void *b)
 static bool s_apply(pub_input_t *in, pub_req_t *r, const char *text, size_t len)
 {
     json_t *body = json_loadb(text, len, 0, NULL);
+    if (in->events[r->first].file) {
+        json_decref(in->events[r->first].reply);
+        in->events[r->first].reply = json_incref(body);
+    }
     json_t *results = json_object_get(body, "results");
     const char *top = json_string_value(json_object_get(body, "status"));
     bool finished = true;
@@ -224,6 +237,8 @@ static void s_help(void)
            "  --deadline-s S    give up after S seconds (default 600)\n"
            "  --results FILE    write one JSON line per event: id, source, status, seq, errors\n"
            "  --quiet           no summary line\n"
+           "  --raw             send each FILE's bytes as they are, one request per file; the\n"
+           "                    results lines carry the file name and ingest's whole answer\n"
            "exit: 0 all accepted or duplicate; 1 some rejected or conflict; 3 some unanswered\n");
 }
 
@@ -234,11 +249,13 @@ int cmd_publish(int argc, char **argv)
         {"batch", required_argument, 0, 'b'},      {"inflight", required_argument, 0, 'i'},
         {"timeout-ms", required_argument, 0, 't'}, {"deadline-s", required_argument, 0, 'd'},
         {"results", required_argument, 0, 'r'},    {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
+        {"raw", no_argument, 0, 'R'},              {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     const char *zep = ctl_env("EMINE_INGEST_ZMQ", "tcp://127.0.0.1:7001");
     const char *http = NULL, *results_path = NULL;
     long batch = 1, window = 32, timeout_ms = 5000, deadline_s = 600;
     bool quiet = false;
+    pub_input_t in = {0};
     int c;
 
     optind = 1;
@@ -252,15 +269,15 @@ int cmd_publish(int argc, char **argv)
         case 'd': deadline_s = atol(optarg); break;
         case 'r': results_path = optarg; break;
         case 'q': quiet = true; break;
+        case 'R': in.raw = true; break;
         case 'h': s_help(); return 0;
         default: s_help(); return 2;
         }
     }
-    if (optind >= argc || batch < 1 || window < 1 || timeout_ms < 1) {
+    if (optind >= argc || batch < 1 || window < 1 || timeout_ms < 1 || (in.raw && batch > 1)) {
         s_help();
         return 2;
     }
-    pub_input_t in = {0};
     for (int i = optind; i < argc; i++)
         if (s_load(&in, argv[i]) != 0)
             return 1;
@@ -409,6 +426,10 @@ int cmd_publish(int argc, char **argv)
                                      (json_int_t)e->seq);
             if (e->errors)
                 json_object_set(line, "errors", e->errors);
+            if (e->file) {
+                json_object_set_new(line, "file", json_string(e->file));
+                json_object_set(line, "reply", e->reply ? e->reply : json_null());
+            }
             char *t = json_dumps(line, JSON_COMPACT);
             fprintf(rf, "%s\n", t);
             free(t);
@@ -433,6 +454,8 @@ int cmd_publish(int argc, char **argv)
     for (size_t i = 0; i < in.nevents; i++) {
         free(in.events[i].raw);
         free(in.events[i].status);
+        free(in.events[i].file);
+        json_decref(in.events[i].reply);
         json_decref(in.events[i].errors);
     }
     for (size_t i = 0; batch > 1 && i < nreq; i++)
