@@ -17,10 +17,13 @@ typedef void(em_http_handler_fn)(void *arg, em_http_req_t *req);
  * than max_body is answered 413 without calling the handler.  Returns NULL with err filled. */
 em_http_t *em_http_new(const char *addr, size_t max_body, em_http_handler_fn *fn, void *arg,
                        char *err, size_t errlen);
+/* Answers 503 to every request a handler still holds, then stops the server and releases
+ * every request: handlers must not use a held req after this. */
 void em_http_destroy(em_http_t **self_p);
 int em_http_fd(em_http_t *self);
 int em_http_port(em_http_t *self);
-/* Milliseconds until em_http_run() must be called even without I/O, or -1. */
+/* Milliseconds until em_http_run() must be called even without I/O, or -1.  It is 0 after a
+ * deferred em_http_respond(): the answer goes out on the next em_http_run(). */
 long em_http_timeout_ms(em_http_t *self);
 void em_http_run(em_http_t *self);
 
@@ -36,7 +39,10 @@ void em_http_req_headers(const em_http_req_t *req,
 
 /* Adds a response header before em_http_respond (e.g. Retry-After). */
 void em_http_add_header(em_http_req_t *req, const char *name, const char *value);
-/* Sends the response (body copied) and releases req. */
+/* Sends the response (body copied) and releases req.  Called from the handler it is queued at
+ * once; called later, the suspended connection is resumed and the response is sent by the
+ * next em_http_run().  If the client has gone meanwhile, the answer is dropped and req is
+ * still released. */
 void em_http_respond(em_http_req_t *req, int status, const char *content_type, const char *body,
                      size_t len);
 
