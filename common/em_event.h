@@ -16,10 +16,19 @@ int em_event_check(const json_t *event, json_t *errors);
 const char *em_event_str(const json_t *event, const char *attr);
 
 /* Converts an HTTP binary-mode request (ce-* headers, Content-Type, body) into a structured
- * event.  header_fn/arg enumerate the headers.  Returns a new reference or NULL with errors. */
+ * event.  enumerate(src, fn, arg) calls fn(arg, name, value) for each header.  ce-<name>
+ * becomes attribute <name> (lower-cased, value percent-decoded, always a string: binary mode
+ * carries no types); Content-Type becomes datacontenttype.  A non-empty body becomes data:
+ * parsed JSON for a JSON media type, a string for text types (text/..., XML, or a charset
+ * parameter) when it is UTF-8 without NUL, else data_base64.  The event is not checked (use
+ * em_event_check).  Returns a new reference, or NULL with errors appended (errors may be NULL). */
 typedef void(em_header_visit_fn)(void *arg, const char *name, const char *value);
 json_t *em_event_from_binary(void (*enumerate)(void *src, em_header_visit_fn *fn, void *arg),
                              void *src, const char *body, size_t len, json_t *errors);
+
+/* True for JSON media types: application/json and any type/subtype ending in "+json"
+ * (parameters ignored, case-insensitive).  NULL gives false. */
+bool em_media_type_is_json(const char *content_type);
 
 /* Checks an RFC 3339 date-time; fills *epoch_ms when not NULL. */
 bool em_rfc3339_parse(const char *s, long long *epoch_ms);

@@ -97,6 +97,21 @@ static size_t s_utf8_seq(const unsigned char *s, size_t n, unsigned long *cp)
     return len;
 }
 
+bool em_utf8_valid(const char *s, size_t len)
+{
+    size_t i = 0;
+    unsigned long cp;
+
+    while (i < len) {
+        size_t k = s_utf8_seq((const unsigned char *) s + i, len - i, &cp);
+        if (k == 0) {
+            return false;
+        }
+        i += k;
+    }
+    return true;
+}
+
 /* Copies s into a new string, replacing each byte that is not part of valid UTF-8 with '?',
  * so that the result can always become a Jansson string.  Caller owns return value. */
 static char *s_utf8_clean(const char *s)

@@ -3,6 +3,7 @@
 #ifndef EM_JSON_H
 #define EM_JSON_H
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,6 +29,10 @@ void em_errors_add(json_t *errors, const char *pointer, const char *keyword, con
 char *em_jcs_encode(const json_t *value, size_t *len);
 /* hex of SHA-256 over the JCS form: out must hold 65 bytes.  Returns 0 or -1. */
 int em_jcs_digest_hex(const json_t *value, char out[65]);
+
+/* True when s[0..len) is well-formed UTF-8 (no overlong forms, surrogates or code points
+ * above U+10FFFF). */
+bool em_utf8_valid(const char *s, size_t len);
 
 /* SHA-256 helpers (OpenSSL). */
 void em_sha256(const void *data, size_t len, uint8_t out[32]);
