@@ -32,6 +32,7 @@ const char *em_http_req_method(const em_http_req_t *req);
 const char *em_http_req_path(const em_http_req_t *req);
 const char *em_http_req_header(const em_http_req_t *req, const char *name); /* case-insensitive */
 const char *em_http_req_query(const em_http_req_t *req, const char *key);
+/* The whole body, NUL-terminated (never NULL; "" when empty); *len excludes the NUL. */
 const char *em_http_req_body(const em_http_req_t *req, size_t *len);
 /* Visits every request header (for CloudEvents binary mode `ce-*`). */
 void em_http_req_headers(const em_http_req_t *req,

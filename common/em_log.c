@@ -2,6 +2,7 @@
  * stderr never interleave within a line. */
 #include "em_log.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,6 +171,8 @@ void em_log_write(int level, const char *mod, const char *event_id, const char *
 
     for (size_t off = 0; off < b.len;) {
         ssize_t w = write(STDERR_FILENO, b.p + off, b.len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
         if (w <= 0)
             break;
         off += (size_t)w;
