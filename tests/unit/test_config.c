@@ -34,9 +34,24 @@ static const em_config_entry_t s_table[] = {
 
 static char s_dir[64];
 
+extern char **environ;
+
 static int s_setup(void **state)
 {
     (void)state;
+    /* The expectations below assume no EMINE_* overrides from the caller's environment. */
+    for (int again = 1; again;) {
+        again = 0;
+        for (char **e = environ; *e; e++) {
+            if (strncmp(*e, "EMINE_", 6) == 0 && strchr(*e, '=')) {
+                char name[256];
+                snprintf(name, sizeof name, "%.*s", (int)(strchr(*e, '=') - *e), *e);
+                unsetenv(name);
+                again = 1;
+                break;
+            }
+        }
+    }
     strcpy(s_dir, "/tmp/emcfgXXXXXX");
     return mkdtemp(s_dir) ? 0 : -1;
 }
