@@ -9,7 +9,12 @@
 
 /* Parses buf (whole buffer, duplicate keys rejected, NUL in strings rejected) and checks that
  * nesting depth <= max_depth.  Returns a new reference, or NULL with *errors set to a new
- * error list (see em_errors_add) describing the line/column or depth problem. */
+ * error list (see em_errors_add) describing the line/column or depth problem.
+ * Details: any JSON value is accepted at the top level (callers check for an object or an
+ * array); a top-level container is depth 1 and max_depth < 0 disables the depth check; the
+ * maxDepth error's pointer names the first container that is too deep; raw NUL bytes and
+ * integers outside the int64 range (Jansson's json_int_t) are refused; errors may be NULL,
+ * and *errors is set to NULL on success. */
 json_t *em_json_parse(const char *buf, size_t len, int max_depth, json_t **errors);
 
 /* For a buffer already parsed as a JSON array by em_json_parse: calls fn for each element
@@ -25,7 +30,9 @@ void em_errors_add(json_t *errors, const char *pointer, const char *keyword, con
     __attribute__((format(printf, 4, 5)));
 
 /* RFC 8785 JSON Canonicalization Scheme.  Caller owns return value (free); NULL on a value
- * JCS cannot represent (a non-finite number). */
+ * JCS cannot represent (a non-finite number) or on allocation failure.  *len (may be NULL)
+ * receives the length.  Numbers are formatted with the C library's %e and strtod, so the
+ * LC_NUMERIC locale must be "C" (the default unless the program calls setlocale). */
 char *em_jcs_encode(const json_t *value, size_t *len);
 /* hex of SHA-256 over the JCS form: out must hold 65 bytes.  Returns 0 or -1. */
 int em_jcs_digest_hex(const json_t *value, char out[65]);
