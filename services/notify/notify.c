@@ -245,7 +245,7 @@ static void s_ring_clear(notify_t *self)
 
 static void s_pg_failed(notify_t *self, const char *what)
 {
-    if (self->pg_up || self->pg_backoff_ms >= PG_BACKOFF_MAX_MS / 2)
+    if (self->pg_up || self->pg_backoff_ms == 0 || self->pg_backoff_ms >= PG_BACKOFF_MAX_MS)
         EM_LOG_WARN(MOD, "%s failed, retrying in %d ms: %s", what,
                     self->pg_backoff_ms ? self->pg_backoff_ms : PG_BACKOFF_MIN_MS,
                     self->store ? em_store_errstr(self->store) : "not connected");
