@@ -297,7 +297,8 @@ static int s_parse_addr(const char *text, struct sockaddr_storage *addr, socklen
         return -1;
     }
     memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
+    /* No host, or "*": every IPv4 interface (0.0.0.0), which works where IPv6 is off. */
+    hints.ai_family = host[0] && strcmp(host, "*") != 0 ? AF_UNSPEC : AF_INET;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     int rc = getaddrinfo(host[0] && strcmp(host, "*") != 0 ? host : NULL, port, &hints, &res);
