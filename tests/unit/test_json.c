@@ -600,6 +600,67 @@ static void test_jsontestsuite(void **state)
     assert_int_equal(y_ok + y_policy, 95);
 }
 
+/* JSONTestSuite test_transform: inputs whose parsed value differs between parsers.  Our
+ * behaviour, pinned: the JCS text of what we accept, NULL for a refusal. */
+static void test_jsontestsuite_transform(void **state)
+{
+    (void) state;
+    static const struct {
+        const char *file;
+        const char *jcs;
+    } table[] = {
+        { "number_-9223372036854775808.json", "[-9223372036854776000]" },
+        { "number_-9223372036854775809.json", NULL }, /* beyond int64 */
+        { "number_1.0.json", "[1]" },
+        { "number_1.000000000000000005.json", "[1]" },
+        { "number_1000000000000000.json", "[1000000000000000]" },
+        { "number_10000000000000000999.json", NULL }, /* beyond int64 */
+        { "number_1e-999.json", "[0]" },              /* underflows to 0 */
+        { "number_1e6.json", "[1000000]" },
+        { "number_9223372036854775807.json", "[9223372036854776000]" }, /* as a double */
+        { "number_9223372036854775808.json", NULL }, /* beyond int64 */
+        /* Keys are not normalised: NFC and NFD stay two keys, ordered by UTF-16 units. */
+        { "object_key_nfc_nfd.json", "{\"e\xcc\x81\":\"NFD\",\"\xc3\xa9\":\"NFC\"}" },
+        { "object_key_nfd_nfc.json", "{\"e\xcc\x81\":\"NFD\",\"\xc3\xa9\":\"NFC\"}" },
+        { "object_same_key_different_values.json", NULL }, /* duplicate keys */
+        { "object_same_key_same_value.json", NULL },
+        { "object_same_key_unclear_values.json", NULL },
+        { "string_1_escaped_invalid_codepoint.json", NULL }, /* lone surrogates */
+        { "string_1_invalid_codepoint.json", NULL },
+        { "string_2_escaped_invalid_codepoints.json", NULL },
+        { "string_2_invalid_codepoints.json", NULL },
+        { "string_3_escaped_invalid_codepoints.json", NULL },
+        { "string_3_invalid_codepoints.json", NULL },
+        { "string_with_escaped_NULL.json", NULL }, /* \u0000 */
+    };
+    size_t passed = 0, failed = 0;
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        char path[2048];
+        size_t len = 0;
+        snprintf(path, sizeof path, "%s/testdata/jsontestsuite/test_transform/%s", s_shared(),
+                 table[i].file);
+        char *buf = s_read_file(path, &len);
+        assert_non_null(buf);
+        json_t *errors = NULL;
+        json_t *v = em_json_parse(buf, len, 64, &errors);
+        char *jcs = v ? em_jcs_encode(v, NULL) : NULL;
+        bool ok = table[i].jcs ? jcs && strcmp(jcs, table[i].jcs) == 0 : !v && errors;
+        if (!ok) {
+            print_message("transform %s: got %s\n", table[i].file, jcs ? jcs : "(rejected)");
+            failed++;
+        } else {
+            passed++;
+        }
+        free(jcs);
+        json_decref(v);
+        json_decref(errors);
+        free(buf);
+    }
+    print_message("jsontestsuite transform: %zu passed, %zu failed\n", passed, failed);
+    assert_int_equal(failed, 0);
+    assert_int_equal(passed, 22);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -613,6 +674,7 @@ int main(void)
         cmocka_unit_test(test_errors_list),
         cmocka_unit_test(test_split_array),
         cmocka_unit_test(test_jsontestsuite),
+        cmocka_unit_test(test_jsontestsuite_transform),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
