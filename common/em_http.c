@@ -391,6 +391,8 @@ void em_http_destroy(em_http_t **self_p)
             }
             for (int i = 0; i < 100 && self->pending_resume > 0; i++)
                 MHD_run(self->daemon);
+            for (int i = 0; i < 3; i++)
+                MHD_run(self->daemon); /* give the answers a chance to go out */
             MHD_stop_daemon(self->daemon);
         }
         while (self->reqs)

@@ -331,6 +331,11 @@ static void test_destroy_with_held_request(void **state)
     assert_non_null(t2.held);
     em_http_destroy(&t2.http); /* answers 503 and releases the held request */
     assert_null(t2.http);
+    char buf[512];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    assert_non_null(strstr(buf, "HTTP/1.1 503"));
     close(fd);
 }
 
