@@ -22,6 +22,8 @@
 typedef struct {
     em_http_t *http;
     em_http_req_t *held; /* a /defer request the test answers later */
+    em_http_req_t *many[64]; /* /many requests, answered later in bulk */
+    int nmany;
     int calls;           /* handler invocations */
     char ce_id[64];      /* seen by the header visitor */
 } t_state_t;
@@ -52,6 +54,8 @@ static void s_handler(void *arg, em_http_req_t *req)
         const char *body = em_http_req_body(req, &len);
         em_http_req_headers(req, s_visit, t);
         em_http_respond(req, 202, "application/json", body, len);
+    } else if (strcmp(path, "/many") == 0 && t->nmany < 64) {
+        t->many[t->nmany++] = req;
     } else if (strcmp(path, "/defer") == 0) {
         t->held = req; /* answered later by the test */
     } else {
@@ -315,6 +319,38 @@ static void test_keepalive_two_requests(void **state)
     free(resp);
 }
 
+static void test_many_deferred(void **state)
+{
+    t_state_t *t = *state;
+    enum { N = 50 };
+    int fds[N];
+    const char *raw = "GET /many HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    t->nmany = 0;
+    for (int i = 0; i < N; i++) {
+        fds[i] = s_connect(em_http_port(t->http));
+        s_write_all(t->http, fds[i], raw, strlen(raw));
+    }
+    for (int i = 0; i < 400 && t->nmany < N; i++)
+        s_pump(t->http, 5);
+    assert_int_equal(t->nmany, N);
+    /* Answer in reverse order, all outside the handler. */
+    for (int i = N - 1; i >= 0; i--) {
+        char body[32];
+        int n = snprintf(body, sizeof body, "answer %d", i);
+        em_http_respond(t->many[i], 200, "text/plain", body, (size_t)n);
+    }
+    for (int i = 0; i < N; i++) {
+        char *resp = s_read_until_close(t->http, fds[i], 3000);
+        close(fds[i]);
+        assert_non_null(strstr(resp, "HTTP/1.1 200"));
+        assert_non_null(strstr(resp, "\r\n\r\nanswer "));
+        free(resp);
+    }
+    t->nmany = 0;
+    long ms = em_http_timeout_ms(t->http);
+    assert_true(ms != 0); /* nothing left to resume */
+}
+
 static void test_destroy_with_held_request(void **state)
 {
     (void)state;
@@ -375,6 +411,7 @@ int main(void)
         cmocka_unit_test(test_deferred),
         cmocka_unit_test(test_client_gone_while_held),
         cmocka_unit_test(test_keepalive_two_requests),
+        cmocka_unit_test(test_many_deferred),
         cmocka_unit_test(test_destroy_with_held_request),
         cmocka_unit_test(test_bad_addresses),
     };
