@@ -328,7 +328,7 @@ static int s_flush_cursor(notify_t *self)
     const char *params[2] = {CURSOR_NAME, seq};
     PGresult *res = em_store_query(self->store,
                                    "INSERT INTO cursors (name, seq) VALUES ($1, $2) "
-                                   "ON CONFLICT (name) DO UPDATE SET seq = EXCLUDED.seq",
+                                   "ON CONFLICT (name) DO UPDATE SET seq = EXCLUDED.seq, updated_at = now()",
                                    2, params);
     if (!res) {
         s_pg_failed(self, "persisting the cursor");

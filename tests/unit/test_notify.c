@@ -78,7 +78,7 @@ static void s_insert(int64_t first, int64_t last)
             s_pg,
             "INSERT INTO events (seq, source, id, type, envelope, digest, chain) "
             "VALUES ($1, '/pk/punjab/cadastre', $2, 'pk.gov.emining.production.reported', "
-            "$3::jsonb, 'd', 'c')",
+            "$3::jsonb, repeat('d', 64), repeat('c', 64))",
             3, NULL, params, NULL, NULL, 0);
         if (PQresultStatus(r) != PGRES_COMMAND_OK)
             fail_msg("insert: %s", PQerrorMessage(s_pg));
@@ -239,6 +239,24 @@ static int s_http_get(notify_t *n, const char *path, char *body, size_t bodylen)
 
 /* ---------------------------------------------------------------------------------------- */
 
+/* The whole file (caller frees), or NULL when it cannot be read. */
+static char *s_read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        fwrite(chunk, 1, n, m);
+    fclose(m);
+    fclose(f);
+    return buf;
+}
+
 static int s_group_setup(void **state)
 {
     (void)state;
@@ -246,12 +264,20 @@ static int s_group_setup(void **state)
     s_pg = PQconnectdb(dsn);
     assert_int_equal(PQstatus(s_pg), CONNECTION_OK);
     s_sql("SET client_min_messages = warning");
-    s_sql("CREATE TABLE IF NOT EXISTS events (seq bigint PRIMARY KEY, source text NOT NULL, "
-          "id text NOT NULL, type text NOT NULL, subject text, time timestamptz, "
-          "received_at timestamptz NOT NULL DEFAULT now(), producer text, visibility text, "
-          "projectid text, province text, envelope jsonb NOT NULL, digest text NOT NULL, "
-          "chain text NOT NULL, UNIQUE (source, id))");
-    s_sql("CREATE TABLE IF NOT EXISTS cursors (name text PRIMARY KEY, seq bigint NOT NULL)");
+    /* archive's schema when its migration is there, else the same tables per PROTOCOL.md */
+    char *ddl = s_read_file("services/archive/migrations/001_init.sql");
+    if (ddl) {
+        s_sql(ddl);
+        free(ddl);
+    } else {
+        s_sql("CREATE TABLE events (seq bigint PRIMARY KEY, source text NOT NULL, "
+              "id text NOT NULL, type text NOT NULL, subject text, time timestamptz, "
+              "received_at timestamptz NOT NULL DEFAULT now(), producer text, visibility text, "
+              "projectid text, province text, envelope jsonb NOT NULL, digest text NOT NULL, "
+              "chain text NOT NULL, UNIQUE (source, id))");
+        s_sql("CREATE TABLE cursors (name text PRIMARY KEY, seq bigint NOT NULL DEFAULT 0, "
+              "updated_at timestamptz NOT NULL DEFAULT now())");
+    }
 
     s_zctx = zmq_ctx_new();
     s_pub = zmq_socket(s_zctx, ZMQ_PUB);
