@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "em_event.h"
 #include "em_json.h"
@@ -858,6 +859,237 @@ static void test_binary_mode(void **state)
     assert_false(em_media_type_is_json(NULL));
 }
 
+/* ---- features/http-protocol-binding.feature: raw HTTP requests, both content modes ---- */
+
+typedef struct {
+    char *request;    /* the docstring after "Given an HTTP request" */
+    char *attrs[16];  /* key, value pairs of "the attributes are" */
+    size_t nattrs;
+    char *data;       /* the docstring after "the data is equal to" */
+    char *examples[8];
+    size_t nexamples;
+    bool binary;
+} s_scenario_t;
+
+static void s_scenario_clear(s_scenario_t *sc)
+{
+    free(sc->request);
+    free(sc->data);
+    for (size_t i = 0; i < sc->nattrs; i++) {
+        free(sc->attrs[i]);
+    }
+    for (size_t i = 0; i < sc->nexamples; i++) {
+        free(sc->examples[i]);
+    }
+    memset(sc, 0, sizeof *sc);
+}
+
+/* Replaces every "<contentType>" in s.  Caller owns return value. */
+static char *s_subst(const char *s, const char *ct)
+{
+    const char *tag = "<contentType>";
+    size_t n = strlen(s) + 1, tl = strlen(tag);
+    for (const char *p = strstr(s, tag); p; p = strstr(p + tl, tag)) {
+        n += strlen(ct);
+    }
+    char *out = malloc(n), *o = out;
+    assert_non_null(out);
+    while (*s) {
+        if (strncmp(s, tag, tl) == 0) {
+            o = stpcpy(o, ct);
+            s += tl;
+        } else {
+            *o++ = *s++;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+static char *s_trim(char *s)
+{
+    while (*s == ' ' || *s == '\t') {
+        s++;
+    }
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n')) {
+        s[--n] = '\0';
+    }
+    return s;
+}
+
+typedef struct {
+    char *names[32];
+    char *values[32];
+    size_t n;
+} s_headers_t;
+
+static void s_enumerate_parsed(void *src, em_header_visit_fn *fn, void *arg)
+{
+    s_headers_t *h = src;
+    for (size_t i = 0; i < h->n; i++) {
+        fn(arg, h->names[i], h->values[i]);
+    }
+}
+
+/* Runs one example of a scenario; returns true when it passed. */
+static bool s_run_http(const s_scenario_t *sc, const char *ct)
+{
+    /* Six attributes and the data in each scenario of the file. */
+    assert_int_equal(sc->nattrs, 12);
+    assert_non_null(sc->data);
+    char *req = s_subst(sc->request, ct);
+    s_headers_t h = { .n = 0 };
+    char *line = strchr(req, '\n'); /* skip the request line */
+    char *body = NULL;
+    assert_non_null(line);
+    line++;
+    while (line && *line) {
+        char *end = strchr(line, '\n');
+        if (end) {
+            *end = '\0';
+        }
+        if (*s_trim(line) == '\0') {
+            body = end ? end + 1 : NULL;
+            break;
+        }
+        char *colon = strchr(line, ':');
+        assert_non_null(colon);
+        *colon = '\0';
+        assert_true(h.n < 32);
+        h.names[h.n] = s_trim(line);
+        h.values[h.n] = s_trim(colon + 1);
+        h.n++;
+        line = end ? end + 1 : NULL;
+    }
+    assert_non_null(body);
+
+    json_t *errors = em_errors_new();
+    json_t *ev = NULL;
+    if (sc->binary) {
+        ev = em_event_from_binary(s_enumerate_parsed, &h, body, strlen(body), errors);
+    } else {
+        const char *type = NULL;
+        for (size_t i = 0; i < h.n; i++) {
+            if (strcasecmp(h.names[i], "content-type") == 0) {
+                type = h.values[i];
+            }
+        }
+        assert_true(em_media_type_is_json(type));
+        json_decref(errors);
+        ev = em_json_parse(body, strlen(body), 64, &errors);
+        if (!errors) {
+            errors = em_errors_new();
+        }
+    }
+    bool ok = ev && s_check(ev, NULL) == 0;
+    for (size_t i = 0; ok && i < sc->nattrs; i += 2) {
+        char *want = s_subst(sc->attrs[i + 1], ct);
+        const char *got = em_event_str(ev, sc->attrs[i]);
+        if (!got || strcmp(got, want) != 0) {
+            print_message("attribute %s: %s vs %s\n", sc->attrs[i], got ? got : "-", want);
+            ok = false;
+        }
+        free(want);
+    }
+    if (ok && sc->data) {
+        json_t *want = em_json_parse(sc->data, strlen(sc->data), 64, NULL);
+        assert_non_null(want);
+        ok = json_equal(want, json_object_get(ev, "data"));
+        json_decref(want);
+    }
+    json_decref(ev);
+    json_decref(errors);
+    free(req);
+    return ok;
+}
+
+static void test_http_binding_feature(void **state)
+{
+    (void) state;
+    char path[1024];
+    snprintf(path, sizeof path,
+             "%s/testdata/cloudevents-conformance/features/http-protocol-binding.feature",
+             s_shared());
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    s_scenario_t sc = { .request = NULL };
+    char line[1024];
+    enum { NONE, ATTRS, EXAMPLES } table = NONE;
+    char **doc = NULL;        /* where the open docstring goes */
+    char buf[8192] = "";      /* docstring being read */
+    size_t passed = 0, failed = 0;
+
+    for (;;) {
+        bool eof = !fgets(line, sizeof line, f);
+        char *t = eof ? line : s_trim(line);
+        if (eof || strncmp(t, "Scenario", 8) == 0) {
+            for (size_t i = 0; i < sc.nexamples; i++) {
+                if (s_run_http(&sc, sc.examples[i])) {
+                    passed++;
+                } else {
+                    print_message("http binding %s mode, %s: failed\n",
+                                  sc.binary ? "binary" : "structured", sc.examples[i]);
+                    failed++;
+                }
+            }
+            s_scenario_clear(&sc);
+            if (eof) {
+                break;
+            }
+            sc.binary = strstr(t, "Binary content mode") != NULL;
+            table = NONE;
+            continue;
+        }
+        if (doc) {
+            if (strcmp(t, "\"\"\"") == 0) {
+                *doc = strdup(buf);
+                doc = NULL;
+            } else {
+                /* Docstring lines are indented by 8 spaces in the file. */
+                size_t ind = 0;
+                while (ind < 8 && line[ind] == ' ') {
+                    ind++;
+                }
+                strncat(buf, line + ind, sizeof buf - strlen(buf) - 2);
+                strcat(buf, "\n");
+            }
+            continue;
+        }
+        if (strcmp(t, "\"\"\"") == 0) {
+            doc = sc.request ? &sc.data : &sc.request;
+            buf[0] = '\0';
+            continue;
+        }
+        if (strncmp(t, "Then the attributes are", 23) == 0) {
+            table = ATTRS;
+        } else if (strncmp(t, "Examples:", 9) == 0) {
+            table = EXAMPLES;
+        } else if (t[0] == '|' && table != NONE) {
+            char *cells[2] = { NULL, NULL };
+            size_t nc = 0;
+            char *save = NULL;
+            for (char *c = strtok_r(t, "|", &save); c && nc < 2; c = strtok_r(NULL, "|", &save)) {
+                cells[nc++] = s_trim(c);
+            }
+            if (table == ATTRS && nc == 2 && strcmp(cells[0], "key") != 0) {
+                assert_true(sc.nattrs + 2 <= 16);
+                sc.attrs[sc.nattrs++] = strdup(cells[0]);
+                sc.attrs[sc.nattrs++] = strdup(cells[1]);
+            } else if (table == EXAMPLES && nc == 1 && strcmp(cells[0], "contentType") != 0) {
+                assert_true(sc.nexamples < 8);
+                sc.examples[sc.nexamples++] = strdup(cells[0]);
+            }
+        } else if (t[0] != '\0' && table != EXAMPLES) {
+            table = NONE;
+        }
+    }
+    fclose(f);
+    print_message("cloudevents-http-binding: %zu passed, %zu failed\n", passed, failed);
+    assert_int_equal(failed, 0);
+    assert_int_equal(passed, 4);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -867,6 +1099,7 @@ int main(void)
         cmocka_unit_test(test_attribute_rules),
         cmocka_unit_test(test_base64_vectors),
         cmocka_unit_test(test_binary_mode),
+        cmocka_unit_test(test_http_binding_feature),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
