@@ -356,22 +356,25 @@ static bool s_attr_name_valid(const char *name)
     return true;
 }
 
-static void s_pointer(char *out, size_t size, const char *name)
+/* The JSON Pointer (RFC 6901) of a top-level member.  Caller owns return value; NULL on
+ * allocation failure (em_errors_add then reports the whole event). */
+static char *s_pointer(const char *name)
 {
-    size_t o = 0;
-    if (size < 2) {
-        return;
+    char *out = malloc(2 * strlen(name) + 2), *o = out;
+    if (!out) {
+        return NULL;
     }
-    out[o++] = '/';
-    for (; *name && o + 3 < size; name++) {
+    *o++ = '/';
+    for (; *name; name++) {
         if (*name == '~' || *name == '/') {
-            out[o++] = '~';
-            out[o++] = *name == '~' ? '0' : '1';
+            *o++ = '~';
+            *o++ = *name == '~' ? '0' : '1';
         } else {
-            out[o++] = *name;
+            *o++ = *name;
         }
     }
-    out[o] = '\0';
+    *o = '\0';
+    return out;
 }
 
 typedef enum { S_ANY, S_URI_REF, S_URI, S_TIME, S_MEDIA } s_format_t;
@@ -381,9 +384,9 @@ static int s_check_string(const json_t *event, const char *name, bool required, 
                           json_t *errors)
 {
     const json_t *v = json_object_get(event, name);
-    char ptr[64];
+    char ptr[32]; /* core attribute names are short and need no escaping */
 
-    s_pointer(ptr, sizeof ptr, name);
+    snprintf(ptr, sizeof ptr, "/%s", name);
     if (!v || json_is_null(v)) {
         if (required) {
             em_errors_add(errors, ptr, "required", "the attribute %s is required", name);
@@ -500,11 +503,10 @@ int em_event_check(const json_t *event, json_t *errors)
          it = json_object_iter_next((json_t *) event, it)) {
         const char *name = json_object_iter_key(it);
         const json_t *v = json_object_iter_value(it);
-        char ptr[256];
         if (s_is_core(name)) {
             continue;
         }
-        s_pointer(ptr, sizeof ptr, name);
+        char *ptr = s_pointer(name);
         /* Names longer than 20 characters are only discouraged (SHOULD NOT) by the spec. */
         if (!s_attr_name_valid(name) || strlen(name) != json_object_iter_key_len(it)) {
             em_errors_add(errors, ptr, "pattern",
@@ -512,20 +514,20 @@ int em_event_check(const json_t *event, json_t *errors)
             rc = -1;
         }
         if (json_is_null(v) || json_is_string(v) || json_is_boolean(v)) {
-            continue; /* null means the attribute is absent. */
-        }
-        if (json_is_integer(v)) {
+            /* null means the attribute is absent. */
+        } else if (json_is_integer(v)) {
             json_int_t n = json_integer_value(v);
             if (n < INT32_MIN || n > INT32_MAX) {
                 em_errors_add(errors, ptr, "type",
                               "an Integer attribute must be within the 32-bit signed range");
                 rc = -1;
             }
-            continue;
+        } else {
+            em_errors_add(errors, ptr, "type",
+                          "extension attribute values must be a string, an integer or a boolean");
+            rc = -1;
         }
-        em_errors_add(errors, ptr, "type",
-                      "extension attribute values must be a string, an integer or a boolean");
-        rc = -1;
+        free(ptr);
     }
     return rc;
 }
@@ -624,38 +626,29 @@ static void s_binary_header(void *arg, const char *name, const char *value)
         attr[k++] = (char) tolower((unsigned char) *p);
     }
     attr[k] = '\0';
-    char ptr[300];
-    s_pointer(ptr, sizeof ptr, attr);
+    char *ptr = s_pointer(attr);
+    char *decoded = NULL;
+    size_t dlen = 0;
     if (!s_attr_name_valid(attr) || strlen(name + 3) != k || strcmp(attr, "data") == 0) {
         em_errors_add(b->errors, ptr, "pattern", "header %s does not name a CloudEvents attribute",
                       name);
         b->failed = true;
-        free(trimmed);
-        return;
-    }
-    if (json_object_get(b->event, attr)) {
+    } else if (json_object_get(b->event, attr)) {
         em_errors_add(b->errors, ptr, "duplicate", "header %s is repeated", name);
         b->failed = true;
-        free(trimmed);
-        return;
-    }
-    size_t dlen = 0;
-    char *decoded = s_percent_decode(trimmed, &dlen);
-    free(trimmed);
-    if (!decoded) {
+    } else if (!(decoded = s_percent_decode(trimmed, &dlen))) {
         em_errors_add(b->errors, ptr, "format", "header %s has invalid percent-encoding", name);
         b->failed = true;
-        return;
-    }
-    if (!em_utf8_valid(decoded, dlen) || strlen(decoded) != dlen) {
+    } else if (!em_utf8_valid(decoded, dlen) || strlen(decoded) != dlen) {
         em_errors_add(b->errors, ptr, "format",
                       "header %s does not decode to UTF-8 text without NUL", name);
         b->failed = true;
-        free(decoded);
-        return;
+    } else {
+        json_object_set_new(b->event, attr, json_stringn(decoded, dlen));
     }
-    json_object_set_new(b->event, attr, json_stringn(decoded, dlen));
     free(decoded);
+    free(ptr);
+    free(trimmed);
 }
 
 json_t *em_event_from_binary(void (*enumerate)(void *src, em_header_visit_fn *fn, void *arg),

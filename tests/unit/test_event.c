@@ -718,6 +718,22 @@ static void test_attribute_rules(void **state)
     json_decref(errors);
     json_decref(e);
 
+    /* Pointers escape '/' and '~'; long names are named in full. */
+    char longname[401];
+    memset(longname, 'q', 400);
+    longname[400] = '\0';
+    longname[200] = '/';
+    e = s_with("a/b~c", json_string("v"));
+    json_object_set_new(e, longname, json_string("v"));
+    assert_int_equal(s_check(e, &errors), -1);
+    assert_true(s_has_error(errors, "/a~1b~0c", "pattern"));
+    char want[420];
+    snprintf(want, sizeof want, "/%.200s~1%s", longname, longname + 201);
+    assert_true(s_has_error(errors, want, "pattern"));
+    assert_int_equal(json_array_size(errors), 2);
+    json_decref(errors);
+    json_decref(e);
+
     e = s_minimal("x");
     assert_string_equal(em_event_str(e, "id"), "x");
     assert_null(em_event_str(e, "time"));
