@@ -207,9 +207,6 @@ supervise() {
 
 services_up() {
     local s pid
-    for s in "${SERVICES[@]}"; do
-        [ -x "$BUILD/bin/emine-$s" ] || die "no $BUILD/bin/emine-$s: build first (make)"
-    done
     export EMINE_PG_DSN="$PG_DSN" EMINE_REDIS_URL="$REDIS_URL"
     for s in "${SERVICES[@]}"; do
         if pid=$(live_pid "$VAR/run/$s.pid"); then
@@ -283,6 +280,10 @@ status() {
 }
 
 up() {
+    local s
+    for s in "${SERVICES[@]}"; do
+        [ -x "$BUILD/bin/emine-$s" ] || die "no $BUILD/bin/emine-$s: build first (make)"
+    done
     mkdir -p "$VAR/run" "$VAR/log"
     pg_up
     redis_up
