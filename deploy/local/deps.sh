@@ -1,6 +1,6 @@
 #!/bin/sh
 # deps.sh - installs, with apt-get, the Debian 12 packages emine needs that are missing.
-# Run by `make deps`.  A no-op (no network, no root needed) when everything is installed.
+# Run by `make deps`.  EMINE_DEPS_DRY_RUN=1 only names what it would install.  A no-op (no network, no root needed) when everything is installed.
 # PostgreSQL and Redis are only needed as programs: the project runs its own servers under
 # ./var (make run) or in a temporary folder (tests), never the system services, so when this
 # script installs them it keeps their system services stopped and disabled.
@@ -31,6 +31,14 @@ iproute2             ss: the test harness finds free ports with it
 psmisc               fuser, killall: who holds a port, when debugging the stack
 "
 
+# Programs that may come from elsewhere (e.g. a NodeSource nodejs that bundles npm): a
+# package is installed only when its command is missing.
+# command  package  why
+CMDS="
+node       nodejs   tests/interop: independent third-party clients (npm zeromq) as test peers
+npm        npm      installs those clients' packages (tests/interop/package.json)
+"
+
 names=$(printf '%s\n' "$PKGS" | awk 'NF { print $1 }')
 
 missing=""
@@ -42,12 +50,17 @@ for p in $names; do
     esac
 done
 
+for c in $(printf '%s\n' "$CMDS" | awk 'NF { print $1 ":" $2 }'); do
+    if ! command -v "${c%%:*}" >/dev/null 2>&1; then missing="$missing ${c#*:}"; fi
+done
+
 if [ -z "$missing" ]; then
-    echo "deps: all $(printf '%s\n' $names | wc -l) packages are installed"
+    echo "deps: all $(printf '%s\n' $names | wc -l) packages and $(printf '%s\n' "$CMDS" | awk 'NF' | wc -l) commands are installed"
     exit 0
 fi
 
 echo "deps: installing:$missing"
+if [ "${EMINE_DEPS_DRY_RUN:-0}" = 1 ]; then exit 0; fi
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null 2>&1; then
