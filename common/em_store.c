@@ -64,6 +64,12 @@ static int s_prepare_all(em_store_t *self)
     return 0;
 }
 
+static void s_quiet(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
 em_store_t *em_store_new(const char *dsn, char *err, size_t errlen)
 {
     em_store_t *self = calloc(1, sizeof *self);
@@ -82,6 +88,8 @@ em_store_t *em_store_new(const char *dsn, char *err, size_t errlen)
         snprintf(err, errlen, "%s", self->errstr);
         goto fail;
     }
+    /* Server notices (e.g. "already exists, skipping") are not errors: keep stderr quiet. */
+    PQsetNoticeProcessor(self->conn, s_quiet, NULL);
     self->prepared = 1; /* nothing registered yet */
     return self;
 fail:

@@ -27,11 +27,11 @@
 #include <unistd.h>
 
 typedef struct {
-    char pg_dir[256];    /* temporary folder of the cluster ("" until started once) */
+    char pg_dir[64];    /* temporary folder of the cluster ("" until started once) */
     int pg_port;         /* its port */
     int pg_running;      /* 1 while started */
     char pg_dsn[512];    /* DSN returned by em_testsrv_pg_start */
-    char redis_dir[256]; /* temporary folder of redis */
+    char redis_dir[64]; /* temporary folder of redis */
     int redis_port;      /* its port */
     int redis_pid;       /* pid of redis-server while started, else 0 */
     char redis_url[256]; /* URL returned by em_testsrv_redis_start */
@@ -86,7 +86,7 @@ static inline const char *em_testsrv__as_pg(void)
 static inline const char *em_testsrv_pg_start(void)
 {
     em_testsrv_state_t *s = em_testsrv__state();
-    char cmd[2048];
+    char cmd[4096];
     if (s->pg_running)
         return s->pg_dsn;
     if (!s->pg_dir[0]) {
@@ -126,7 +126,7 @@ static inline const char *em_testsrv_pg_start(void)
 static inline void em_testsrv_pg_stop(void)
 {
     em_testsrv_state_t *s = em_testsrv__state();
-    char cmd[1024];
+    char cmd[4096];
     if (!s->pg_running)
         return;
     snprintf(cmd, sizeof cmd, "%s%s/pg_ctl -D %s/data -m fast -w -t 60 stop >/dev/null",
@@ -139,7 +139,7 @@ static inline void em_testsrv_pg_stop(void)
 static inline int em_testsrv__redis_cli(const char *what)
 {
     em_testsrv_state_t *s = em_testsrv__state();
-    char cmd[512];
+    char cmd[4096];
     snprintf(cmd, sizeof cmd,
              "redis-cli -h 127.0.0.1 -p %d -a emine-test --no-auth-warning %s >/dev/null 2>&1",
              s->redis_port, what);
@@ -149,7 +149,7 @@ static inline int em_testsrv__redis_cli(const char *what)
 static inline const char *em_testsrv_redis_start(void)
 {
     em_testsrv_state_t *s = em_testsrv__state();
-    char cmd[1024];
+    char cmd[4096];
     if (s->redis_pid)
         return s->redis_url;
     if (!s->redis_dir[0]) {
@@ -167,7 +167,7 @@ static inline const char *em_testsrv_redis_start(void)
              s->redis_port, s->redis_dir, s->redis_dir, s->redis_dir);
     em_testsrv__sh(cmd);
     for (int i = 0; i < 200; i++) { /* up to 10 s */
-        char path[300];
+        char path[1024];
         FILE *f;
         snprintf(path, sizeof path, "%s/redis.pid", s->redis_dir);
         f = fopen(path, "r");
@@ -194,7 +194,7 @@ static inline const char *em_testsrv_redis_start(void)
 static inline void em_testsrv_redis_stop(void)
 {
     em_testsrv_state_t *s = em_testsrv__state();
-    char path[300];
+    char path[1024];
     if (!s->redis_pid)
         return;
     kill(s->redis_pid, SIGTERM);
@@ -208,7 +208,7 @@ static inline void em_testsrv_redis_stop(void)
 static inline void em_testsrv_stop_all(void)
 {
     em_testsrv_state_t *s = em_testsrv__state();
-    char cmd[600];
+    char cmd[4096];
     em_testsrv_pg_stop();
     em_testsrv_redis_stop();
     if (s->pg_dir[0]) {
