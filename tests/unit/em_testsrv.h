@@ -35,6 +35,8 @@ typedef struct {
     int redis_port;      /* its port */
     int redis_pid;       /* pid of redis-server while started, else 0 */
     char redis_url[256]; /* URL returned by em_testsrv_redis_start */
+    int given[64];       /* ports em_testsrv_free_port handed out (never twice) */
+    int ngiven;
 } em_testsrv_state_t;
 
 /* The one instance per test process (test helper state, not part of the library). */
@@ -44,22 +46,43 @@ static inline em_testsrv_state_t *em_testsrv__state(void)
     return &s_state;
 }
 
-/* A TCP port that was free a moment ago (bind port 0 and read it back). */
+/* A TCP port that was free a moment ago: random in 20000..(start of the kernel's ephemeral
+ * range - 1), so that no outgoing connection (a ZeroMQ reconnect, say) can take it before the
+ * server binds it, and checked with bind(). */
 static inline int em_testsrv_free_port(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    socklen_t alen = sizeof a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &alen) != 0) {
-        perror("em_testsrv_free_port");
-        abort();
+    int lo = 20000, hi = 32767, elo = 0, ehi = 0;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f) {
+        if (fscanf(f, "%d %d", &elo, &ehi) == 2 && elo > lo + 1000)
+            hi = elo - 1;
+        fclose(f);
     }
-    close(fd);
-    return ntohs(a.sin_port);
+    srand((unsigned)(getpid() ^ time(NULL) ^ rand()));
+    for (int attempt = 0; attempt < 1000; attempt++) {
+        int port = lo + rand() % (hi - lo + 1), seen = 0;
+        em_testsrv_state_t *st = em_testsrv__state();
+        for (int i = 0; i < st->ngiven; i++)
+            seen |= st->given[i] == port;
+        if (seen)
+            continue;
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a;
+        memset(&a, 0, sizeof a);
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a.sin_port = htons((uint16_t)port);
+        int ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+        if (fd >= 0)
+            close(fd);
+        if (ok) {
+            if (st->ngiven < (int)(sizeof st->given / sizeof st->given[0]))
+                st->given[st->ngiven++] = port;
+            return port;
+        }
+    }
+    fprintf(stderr, "em_testsrv_free_port: no free port\n");
+    abort();
 }
 
 static inline void em_testsrv__sh(const char *cmd)
