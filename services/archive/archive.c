@@ -22,6 +22,7 @@
 #define ARCHIVE_BACKOFF_MAX_MS 5000
 #define ARCHIVE_STANDBY_MS 500
 #define ARCHIVE_HEARTBEAT_MS 1000
+#define ARCHIVE_CHECK_MS 2000
 #define ARCHIVE_PAGE_MAX 1000
 #define GENESIS "0000000000000000000000000000000000000000000000000000000000000000"
 
@@ -94,6 +95,7 @@ struct archive {
     int64_t next_try_ms;     /* monotonic time of the next connect/lock/retry attempt */
     int backoff_ms;          /* current reconnect backoff */
     int64_t last_hb_ms;      /* last heartbeat on the acks PUB */
+    int64_t last_check_ms;   /* last time the writer's connection was known to work */
     int64_t last_seq;        /* last committed seq */
     char last_chain[65];     /* chain of last_seq (GENESIS when empty) */
     archive_item_t *batch;   /* batch_max slots */
@@ -478,9 +480,20 @@ static int s_connect(archive_t *self)
         s_backoff(self);
         return 0;
     }
-    if (s_bind(self) != 0)
-        return -1;
+    if (s_bind(self) != 0) {
+        /* Most likely the previous writer on this host has not let go of the ports yet: give
+         * the lock back so that nothing is written without the bus, and try again later. */
+        PGresult *res = em_store_query(self->store,
+                                       "SELECT pg_advisory_unlock_all()", 0, NULL);
+        PQclear(res);
+        s_unbind(self);
+        self->writer = false;
+        self->not_ready = "bus endpoints unavailable";
+        s_backoff(self);
+        return 0;
+    }
     self->backoff_ms = ARCHIVE_BACKOFF_MIN_MS;
+    self->last_check_ms = em_mono_ms();
     self->not_ready = NULL;
     EM_LOG_INFO(MOD, "writer: last seq %lld; reading %s", (long long)self->last_seq,
                 self->cfg.shared.bus_validated);
@@ -1071,6 +1084,25 @@ static void s_handle_pull(archive_t *self)
     }
 }
 
+/* While idle, checks every ARCHIVE_CHECK_MS that the writer's session (and so its lock) is
+ * still there; a lost session means another archive may be the writer by now. */
+static void s_check_writer(archive_t *self)
+{
+    int64_t now = em_mono_ms();
+    if (!archive_is_active(self) || self->n > 0 || now - self->last_check_ms < ARCHIVE_CHECK_MS)
+        return;
+    self->last_check_ms = now;
+    PGresult *res = em_store_query(self->store, "SELECT 1", 0, NULL);
+    if (res) {
+        PQclear(res);
+        return;
+    }
+    EM_LOG_WARN(MOD, "postgres: %s; reconnecting", em_store_errstr(self->store));
+    self->writer = false;
+    self->not_ready = "postgres unavailable";
+    self->next_try_ms = 0;
+}
+
 static void s_heartbeat(archive_t *self)
 {
     char body[64];
@@ -1129,6 +1161,7 @@ int archive_step(archive_t *self, int timeout_ms)
     if (self->n > 0 && !self->held &&
         (self->n >= self->cfg.batch_max || now >= self->first_ms + self->cfg.batch_ms))
         archive_flush(self);
+    s_check_writer(self);
     s_heartbeat(self);
     return 0;
 }

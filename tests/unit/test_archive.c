@@ -558,6 +558,18 @@ static void test_postgres_down_holds_batch(void **state)
     free(e);
 }
 
+static void test_postgres_restart_while_idle(void **state)
+{
+    (void)state;
+    em_testsrv_pg_stop();
+    s_settle(C.arch, 2500); /* the idle check notices the lost session */
+    assert_false(archive_is_active(C.arch));
+    em_testsrv_pg_start();
+    PQreset(C.pg);
+    s_until_active(C.arch, 15000);
+    assert_int_equal(archive_last_seq(C.arch), 9);
+}
+
 static void test_standby_then_shutdown_flush(void **state)
 {
     (void)state;
@@ -669,6 +681,7 @@ int main(void)
         cmocka_unit_test(test_store_error_only_that_event),
         cmocka_unit_test(test_http),
         cmocka_unit_test(test_postgres_down_holds_batch),
+        cmocka_unit_test(test_postgres_restart_while_idle),
         cmocka_unit_test(test_standby_then_shutdown_flush),
         cmocka_unit_test(test_chain_recomputed),
     };
