@@ -853,8 +853,9 @@ static int s_parse_u64(const char *s, long long *out)
     return 0;
 }
 
-/* GET /v1/events?after=SEQ&limit=N -> {"events":[{"seq":N,"event":{...}}]} with the
- * archived envelopes as PostgreSQL renders them (numbers exact). */
+/* GET /v1/events?after=SEQ&limit=N[&type=T][&source=S][&subject=S][&projectid=P]
+ * -> {"events":[{"seq":N,"event":{...}}]} in seq order, at most limit (<= 1000) events, with
+ * the archived envelopes as PostgreSQL renders them (numbers exact).  Exact-match filters. */
 static void s_http_events(archive_t *self, em_http_req_t *req)
 {
     long long after = 0, limit = 100;
@@ -875,11 +876,20 @@ static void s_http_events(archive_t *self, em_http_req_t *req)
     char a[32], l[32];
     snprintf(a, sizeof a, "%lld", after);
     snprintf(l, sizeof l, "%lld", limit);
-    const char *v[2] = {a, l};
+    const char *v[6] = {a,
+                        l,
+                        em_http_req_query(req, "type"),
+                        em_http_req_query(req, "source"),
+                        em_http_req_query(req, "subject"),
+                        em_http_req_query(req, "projectid")};
     PGresult *res = em_store_query(self->store,
                                    "SELECT seq, envelope::text FROM events WHERE seq > $1::bigint"
+                                   " AND ($3::text IS NULL OR type = $3)"
+                                   " AND ($4::text IS NULL OR source = $4)"
+                                   " AND ($5::text IS NULL OR subject = $5)"
+                                   " AND ($6::text IS NULL OR projectid = $6)"
                                    " ORDER BY seq LIMIT $2::integer",
-                                   2, v);
+                                   6, v);
     if (!res) {
         EM_LOG_WARN(MOD, "GET /v1/events: %s", em_store_errstr(self->store));
         s_respond_json(req, 503, "{\"error\":\"postgres unavailable\"}");

@@ -529,6 +529,19 @@ static void test_http(void **state)
     assert_int_equal(json_array_size(json_object_get(j, "events")), 1);
     json_decref(j);
     assert_int_equal(s_http_get(C.arch, &g, "/v1/events?after=x", &body), 400);
+    assert_int_equal(s_http_get(C.arch, &g, "/v1/events?after=0&source=%2Fpk%2Ftest&type=nope",
+                                &body),
+                     200);
+    assert_non_null(strstr(body, "{\"events\":[]}"));
+    assert_int_equal(
+        s_http_get(C.arch, &g, "/v1/events?after=1&limit=1&projectid=prj-1&subject=licence%2F1",
+                   &body),
+        200);
+    j = json_loads(body, 0, NULL);
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_array_get(json_object_get(j, "events"), 0), "seq")),
+                     2);
+    json_decref(j);
     assert_int_equal(s_http_get(C.arch, &g, "/nope", &body), 404);
 }
 
