@@ -172,8 +172,8 @@ em_pg_start() {
 # Stops Redis (SIGKILL: its data is gone) / starts it again, empty, on the same port.
 em_redis_stop() {
     if [ -n "$EM_REDIS_PID" ]; then
-        kill -9 "$EM_REDIS_PID" 2>/dev/null
-        wait "$EM_REDIS_PID" 2>/dev/null
+        kill -9 "$EM_REDIS_PID" 2>/dev/null || true
+        wait "$EM_REDIS_PID" 2>/dev/null || true
         EM_REDIS_PID=""
     fi
 }
@@ -236,7 +236,7 @@ em_wait_ready() {
     pid=${EM_PIDS[$name]:-}
     deadline=$((SECONDS + timeout))
     while ((SECONDS < deadline)); do
-        code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://$addr/readyz" 2>/dev/null)
+        code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://$addr/readyz" 2>/dev/null || true)
         [ "$code" = "200" ] && return 0
         if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
             em_log "emine-$name (pid $pid) exited before it was ready:"
@@ -258,11 +258,11 @@ em__reap() {
     # held up by its sleep.
     (sleep "$timeout" && kill -9 "$pid") </dev/null >/dev/null 2>&1 &
     watchdog=$!
-    wait "$pid" 2>/dev/null
-    EM_EXIT=$?
-    pkill -P "$watchdog" 2>/dev/null
-    kill "$watchdog" 2>/dev/null
-    wait "$watchdog" 2>/dev/null
+    EM_EXIT=0
+    wait "$pid" 2>/dev/null || EM_EXIT=$?
+    pkill -P "$watchdog" 2>/dev/null || true
+    kill "$watchdog" 2>/dev/null || true
+    wait "$watchdog" 2>/dev/null || true
     return 0
 }
 
@@ -270,9 +270,9 @@ em__reap() {
 em_stop() {
     local name=$1 pid=${EM_PIDS[$1]:-}
     [ -n "$pid" ] || { em_log "em_stop: $name is not running"; EM_EXIT=""; return 0; }
-    kill -TERM "$pid" 2>/dev/null
+    kill -TERM "$pid" 2>/dev/null || true
     em__reap "$pid" "$EM_STOP_TIMEOUT"
-    ((EM_EXIT == 137)) && em_log "emine-$name did not stop within ${EM_STOP_TIMEOUT}s of SIGTERM: killed"
+    if ((EM_EXIT == 137)); then em_log "emine-$name did not stop within ${EM_STOP_TIMEOUT}s of SIGTERM: killed"; fi
     unset 'EM_PIDS[$name]'
     printf -- '--- exit %s code %s\n' "$(date +%T.%N)" "$EM_EXIT" >>"$EM_TMP/$name.log"
     em_log "emine-$name exited with code $EM_EXIT"
@@ -282,7 +282,7 @@ em_stop() {
 em_kill9() {
     local name=$1 pid=${EM_PIDS[$1]:-}
     [ -n "$pid" ] || { em_log "em_kill9: $name is not running"; EM_EXIT=""; return 0; }
-    kill -9 "$pid" 2>/dev/null
+    kill -9 "$pid" 2>/dev/null || true
     em__reap "$pid" 10
     unset 'EM_PIDS[$name]'
     printf -- '--- kill -9 %s\n' "$(date +%T.%N)" >>"$EM_TMP/$name.log"
@@ -291,8 +291,8 @@ em_kill9() {
 # em_restart NAME: stops it (if running), starts it with the same arguments, waits ready.
 em_restart() {
     local name=$1 args
-    [ -n "${EM_PIDS[$name]:-}" ] && em_stop "$name"
-    read -r -a args <<<"${EM_ARGS[$name]:-}"
+    if [ -n "${EM_PIDS[$name]:-}" ]; then em_stop "$name"; fi
+    read -r -a args <<<"${EM_ARGS[$name]:-}" || true
     em_start "$name" "${args[@]}" && em_wait_ready "$name"
 }
 
@@ -335,8 +335,7 @@ em_fail() {
 em_check() {
     local desc=$1 out rc
     shift
-    out=$("$@" 2>&1)
-    rc=$?
+    if out=$("$@" 2>&1); then rc=0; else rc=$?; fi
     if [ $rc -eq 0 ]; then
         em_ok "$desc"
     else
@@ -369,6 +368,7 @@ em_at_exit() { EM_AT_EXIT+=("$*"); }
 
 em__exit() {
     local rc=$? name c
+    set +e
     trap - EXIT INT TERM
     for c in "${EM_AT_EXIT[@]}"; do eval "$c" || true; done
     if ((EM_DONE == 0)); then
