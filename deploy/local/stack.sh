@@ -45,22 +45,22 @@ pgbin() {
 
 # Runs a command as the postgres user when root (PostgreSQL refuses to run as root).
 aspg() {
-    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+    if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 # PostgreSQL's data and socket folders: var/pg and var/run, unless (as root) the postgres user
-# cannot reach ./var (a checkout under /root): then a folder under /var/tmp it can reach.
+# cannot reach the checkout (e.g. under /root): then a folder under /var/tmp it can reach.
 pg_dirs() {
     PGDATA="$VAR/pg"
     PGSOCK="$VAR/run"
-    if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$VAR"; then
+    PGLOG="$VAR/log/postgres.log"
+    if [ "$(id -u)" -eq 0 ] && ! (cd / && runuser -u postgres -- test -x "$ROOT"); then
         local alt
         alt="/var/tmp/emine-stack-$(printf '%s' "$ROOT" | md5sum | cut -c1-12)"
-        mkdir -p "$alt/pg" "$alt/run"
-        chmod 755 "$alt"
         PGDATA="$alt/pg"
         PGSOCK="$alt/run"
-        say "the postgres user cannot reach $VAR: PostgreSQL data in $PGDATA"
+        PGLOG="$alt/postgres.log"
+        PG_NOTE="the postgres user cannot reach $ROOT: PostgreSQL data in $PGDATA"
     fi
 }
 
@@ -87,11 +87,14 @@ port_in_use() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
 pg_up() {
     local bin
     bin=$(pgbin)
+    PG_NOTE=""
     pg_dirs
+    [ -z "$PG_NOTE" ] || say "$PG_NOTE"
     mkdir -p "$PGDATA" "$PGSOCK" "$VAR/log"
-    touch "$VAR/log/postgres.log"
+    chmod 755 "$(dirname "$PGDATA")"
+    touch "$PGLOG"
     if [ "$(id -u)" -eq 0 ]; then
-        chown postgres: "$PGDATA" "$PGSOCK" "$VAR/log/postgres.log"
+        chown postgres: "$PGDATA" "$PGSOCK" "$PGLOG"
         chmod 700 "$PGDATA"
     fi
     if [ ! -f "$PGDATA/PG_VERSION" ]; then
@@ -104,9 +107,9 @@ pg_up() {
     else
         port_in_use "$PG_PORT" && die "port $PG_PORT is in use by another program"
         say "starting PostgreSQL on 127.0.0.1:$PG_PORT"
-        aspg "$bin/pg_ctl" -D "$PGDATA" -l "$VAR/log/postgres.log" -w -t 60 \
+        aspg "$bin/pg_ctl" -D "$PGDATA" -l "$PGLOG" -w -t 60 \
             -o "-p $PG_PORT -k $PGSOCK -c listen_addresses=127.0.0.1" start >/dev/null ||
-            die "PostgreSQL did not start: see var/log/postgres.log"
+            die "PostgreSQL did not start: see $PGLOG"
     fi
     local admin="host=127.0.0.1 port=$PG_PORT dbname=postgres user=postgres connect_timeout=5"
     if [ "$("$bin/psql" -X -At "$admin" -c "select 1 from pg_roles where rolname = 'emine'")" != 1 ]; then
@@ -121,7 +124,7 @@ pg_up() {
 pg_down() {
     local bin
     bin=$(pgbin)
-    pg_dirs >/dev/null
+    pg_dirs
     [ -f "$PGDATA/PG_VERSION" ] || return 0
     if aspg "$bin/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
         say "stopping PostgreSQL"
@@ -257,7 +260,7 @@ services_down() {
 status() {
     local bin s pid spid code
     bin=$(pgbin)
-    pg_dirs >/dev/null
+    pg_dirs
     if [ -f "$PGDATA/PG_VERSION" ] && aspg "$bin/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
         printf '%-10s running  127.0.0.1:%s\n' postgresql "$PG_PORT"
     else
