@@ -9,6 +9,13 @@
 #
 # Everything is stopped and the temporary folder removed on exit (kept when EM_KEEP=1).
 # Do not install your own EXIT trap: register extra clean-up with em_at_exit CMD.
+#
+# Also: em_start NAME [args], em_wait_ready NAME [s], em_stop NAME (EM_EXIT = exit code),
+# em_kill9 NAME, em_restart NAME, em_pid NAME, em_log_tail [NAME]; em_pg_stop [mode] /
+# em_pg_start, em_redis_stop / em_redis_start (same port); em_psql, em_psql_admin (superuser),
+# em_redis; em_free_port VAR; em_ok, em_fail, em_check DESC CMD..., em_eq DESC GOT WANT.
+# Environment: EM_BUILD (build), EM_KEEP, EM_READY_TIMEOUT (60 s), EM_STOP_TIMEOUT (30 s).
+# Safe to source from scripts that use set -euo pipefail.
 
 EM_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$EM_ROOT" || exit 1
