@@ -99,7 +99,7 @@ struct notify {
     char endpoint[256];
     em_http_t *http;
     em_metrics_t *metrics;
-    em_metric_t *m_seen, *m_head, *m_clients, *m_sent, *m_catchup;
+    em_metric_t *m_seen, *m_head, *m_clients, *m_sent, *m_catchup, *m_blocked;
 
     em_store_t *store;
     bool pg_up;            /* the last PostgreSQL operation succeeded */
@@ -456,6 +456,7 @@ static int s_client_send(notify_t *self, client_t *c, int64_t seq, const char *f
 {
     if (s_send_to(self, c->id, c->idlen, frame, len) < 0) {
         if (errno == EAGAIN) {
+            em_metric_add(self->m_blocked, 1);
             c->blocked_until = em_mono_ms() + BLOCKED_RETRY_MS;
             return 1;
         }
@@ -900,6 +901,8 @@ notify_t *notify_new(const char *config_path)
                                       "events sent to stream clients");
     self->m_catchup = em_metrics_counter(self->metrics, "catchup_queries_total", NULL,
                                          "pages of events read from PostgreSQL");
+    self->m_blocked = em_metrics_counter(self->metrics, "stream_blocked_total", NULL,
+                                         "sends deferred because a client's pipe was full");
 
     self->zctx = zmq_ctx_new();
     if (!self->zctx)

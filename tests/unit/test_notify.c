@@ -26,6 +26,7 @@ static PGconn *s_pg;
 static void *s_zctx;
 static void *s_pub;
 static char s_pub_ep[256];
+static void *s_socks[16]; /* client sockets still open (closed by the group teardown) */
 
 /* What a client received while pumping. */
 typedef struct {
@@ -104,7 +105,21 @@ static void *s_client(notify_t *n)
     assert_non_null(d);
     zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero);
     assert_int_equal(zmq_connect(d, notify_stream_endpoint(n)), 0);
-    return d;
+    for (size_t i = 0; i < sizeof s_socks / sizeof *s_socks; i++)
+        if (!s_socks[i]) {
+            s_socks[i] = d;
+            return d;
+        }
+    fail_msg("too many client sockets");
+    return NULL;
+}
+
+static void s_close(void *d)
+{
+    for (size_t i = 0; i < sizeof s_socks / sizeof *s_socks; i++)
+        if (s_socks[i] == d)
+            s_socks[i] = NULL;
+    zmq_close(d);
 }
 
 static void s_say(void *d, const char *text)
@@ -299,6 +314,9 @@ static int s_group_setup(void **state)
 static int s_group_teardown(void **state)
 {
     (void)state;
+    for (size_t i = 0; i < sizeof s_socks / sizeof *s_socks; i++)
+        if (s_socks[i])
+            zmq_close(s_socks[i]);
     zmq_close(s_pub);
     zmq_ctx_term(s_zctx);
     PQfinish(s_pg);
@@ -356,7 +374,7 @@ static void test_stream_in_order_within_credit(void **state)
     PUMP_UNTIL(n, d, &g, g.nevents == 40);
     s_assert_seqs(&g, 1, 40);
 
-    zmq_close(d);
+    s_close(d);
     notify_destroy(&n);
     assert_null(n);
 }
@@ -388,7 +406,7 @@ static void test_gap_filled_from_pg(void **state)
     s_assert_seqs(&g, 1, 15);
     assert_int_equal(notify_head(n), 15);
 
-    zmq_close(d);
+    s_close(d);
     notify_destroy(&n);
 }
 
@@ -422,7 +440,7 @@ static void test_cursor_resumes(void **state)
     s_pump(n, d, &g, 200);
     s_assert_seqs(&g, 14, 3);
     assert_int_equal(notify_head(n), 16);
-    zmq_close(d);
+    s_close(d);
     notify_destroy(&n);
     assert_int_equal(s_sql_int("SELECT seq FROM cursors WHERE name = 'notify'"), 16);
 }
@@ -451,7 +469,7 @@ static void test_zero_credit(void **state)
     PUMP_UNTIL(n, d, &g, g.nevents == 4);
     assert_int_equal(g.seqs[2], 4);
     assert_int_equal(g.seqs[3], 5);
-    zmq_close(d);
+    s_close(d);
     notify_destroy(&n);
 }
 
@@ -503,8 +521,76 @@ static void test_bad_client_messages(void **state)
     s_assert_seqs(&good, 1, 3);
     assert_int_equal(notify_client_count(n), 2);
 
-    zmq_close(b);
-    zmq_close(d);
+    s_close(b);
+    s_close(d);
+    notify_destroy(&n);
+}
+
+/* A client silent for client_idle_s without credit left is forgotten (and told so when it
+ * speaks again); a client whose peer vanished is dropped at the next send. */
+static void test_idle_and_vanished_clients(void **state)
+{
+    (void)state;
+    got_t g = {0}, h = {0};
+    setenv("EMINE_NOTIFY_CLIENT_IDLE_S", "1", 1);
+    s_insert(1, 2);
+    notify_t *n = s_notify_ready();
+    PUMP_UNTIL(n, NULL, NULL, notify_head(n) == 2);
+    void *idle = s_client(n);
+    void *waiting = s_client(n);
+    void *gone = s_client(n);
+    s_say(idle, "{\"subscribe\":{\"after\":0},\"credit\":2}");
+    s_say(waiting, "{\"subscribe\":{\"after\":2},\"credit\":5}");
+    s_say(gone, "{\"subscribe\":{\"after\":2},\"credit\":5}");
+    s_pump2(n, idle, &g, waiting, &h, 200);
+    assert_int_equal(notify_client_count(n), 3);
+    s_close(gone); /* vanishes with credit left */
+    /* idle used up its credit and is forgotten; waiting keeps its credit and its place */
+    PUMP_UNTIL(n, waiting, &h, notify_client_count(n) == 2);
+    s_assert_seqs(&g, 1, 2);
+    s_insert(3, 3);
+    s_publish(3);
+    PUMP_UNTIL(n, waiting, &h, h.nevents == 1);
+    PUMP_UNTIL(n, waiting, &h, notify_client_count(n) == 1); /* gone: EHOSTUNREACH */
+    s_say(idle, "{\"credit\":5}");
+    PUMP_UNTIL(n, idle, &g, g.nerrors == 1);
+    assert_string_equal(g.last_error, "not subscribed");
+    s_close(idle);
+    s_close(waiting);
+    unsetenv("EMINE_NOTIFY_CLIENT_IDLE_S");
+    notify_destroy(&n);
+}
+
+/* A client that does not read fills its pipe: notify stops at the high-water mark instead of
+ * queueing, and resumes where it stopped, with no gap, once the client reads. */
+static void test_slow_client_backpressure(void **state)
+{
+    (void)state;
+    static got_t g;
+    memset(&g, 0, sizeof g);
+    s_sql("INSERT INTO events (seq, source, id, type, envelope, digest, chain) "
+          "SELECT i, '/pk/punjab/cadastre', 'ev-' || i, 't', jsonb_build_object("
+          "'specversion', '1.0', 'id', 'ev-' || i, 'source', '/pk/punjab/cadastre', "
+          "'type', 't', 'subject', 'a b\" c', 'data', jsonb_build_object('tonnes', 52.76, "
+          "'pad', repeat('x', 2000))), repeat('d', 64), repeat('c', 64) "
+          "FROM generate_series(1, 4000) AS i");
+    setenv("EMINE_NOTIFY_BATCH", "500", 1);
+    notify_t *n = s_notify_ready();
+    PUMP_UNTIL(n, NULL, NULL, notify_head(n) == 4000);
+    void *d = s_client(n);
+    int hwm = 10;
+    zmq_setsockopt(d, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    s_say(d, "{\"subscribe\":{\"after\":0},\"credit\":4000}");
+    s_pump(n, NULL, NULL, 500); /* the client does not read */
+    PUMP_UNTIL(n, d, &g, g.nevents == 4000);
+    s_pump(n, d, &g, 100);
+    s_assert_seqs(&g, 1, 4000);
+    char body[16384];
+    assert_int_equal(s_http_get(n, "/metrics", body, sizeof body), 200);
+    const char *b = strstr(body, "\nemine_notify_stream_blocked_total ");
+    assert_non_null(b);
+    assert_true(atof(b + strlen("\nemine_notify_stream_blocked_total ")) > 0);
+    s_close(d);
     notify_destroy(&n);
 }
 
@@ -530,7 +616,7 @@ static void test_admin_http(void **state)
     assert_non_null(strstr(body, "emine_notify_stream_clients 1"));
     assert_non_null(strstr(body, "emine_notify_stream_sent_total 3"));
     assert_non_null(strstr(body, "emine_notify_catchup_queries_total"));
-    zmq_close(d);
+    s_close(d);
     notify_destroy(&n);
 }
 
@@ -565,7 +651,7 @@ static void test_pg_down(void **state)
     PUMP_UNTIL(n, d, &g, g.nevents == 7);
     PUMP_UNTIL(n, d, &g, notify_ready(n));
     s_assert_seqs(&g, 1, 7);
-    zmq_close(d);
+    s_close(d);
     notify_destroy(&n);
     assert_int_equal(s_sql_int("SELECT seq FROM cursors WHERE name = 'notify'"), 7);
 }
@@ -594,6 +680,8 @@ int main(void)
         cmocka_unit_test_setup(test_cursor_resumes, s_setup),
         cmocka_unit_test_setup(test_zero_credit, s_setup),
         cmocka_unit_test_setup(test_bad_client_messages, s_setup),
+        cmocka_unit_test_setup(test_idle_and_vanished_clients, s_setup),
+        cmocka_unit_test_setup(test_slow_client_backpressure, s_setup),
         cmocka_unit_test_setup(test_admin_http, s_setup),
         cmocka_unit_test_setup(test_waits_for_schema, s_setup),
         cmocka_unit_test_setup(test_pg_down, s_setup),
