@@ -152,7 +152,8 @@ static void s_item_fill(archive_item_t *it, const em_msg_t *msg)
         it->raw[rlen] = '\0';
         it->rawlen = rlen;
     }
-    it->hdr = h ? json_loadb(h, hlen, 0, NULL) : NULL;
+    /* NUL is allowed: an error message may quote one (the dead letter copes with it). */
+    it->hdr = h ? json_loadb(h, hlen, JSON_ALLOW_NUL, NULL) : NULL;
     if (!json_is_object(it->hdr)) {
         json_decref(it->hdr);
         it->hdr = json_object();
@@ -203,18 +204,33 @@ static void s_item_fill(archive_item_t *it, const em_msg_t *msg)
  * it.  Caller owns return value. */
 static char *s_text_safe(const char *s, size_t len)
 {
+    const unsigned char *u = (const unsigned char *)s;
     char *out = malloc(len + 1);
     size_t i = 0;
     if (!out)
         return NULL;
     while (i < len) {
-        unsigned char c = (unsigned char)s[i];
-        size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        bool good = n > 0 && c != 0 && i + n <= len;
-        for (size_t k = 1; good && k < n; k++)
-            good = ((unsigned char)s[i + k] >> 6) == 2;
-        if (good && n == 2 && c < 0xC2)
-            good = false; /* overlong */
+        unsigned char c = u[i];
+        size_t n = 0;
+        unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte (RFC 3629) */
+        if (c >= 0x01 && c < 0x80)
+            n = 1;
+        else if (c >= 0xC2 && c <= 0xDF)
+            n = 2;
+        else if (c >= 0xE0 && c <= 0xEF) {
+            n = 3;
+            lo = c == 0xE0 ? 0xA0 : 0x80;
+            hi = c == 0xED ? 0x9F : 0xBF;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 4;
+            lo = c == 0xF0 ? 0x90 : 0x80;
+            hi = c == 0xF4 ? 0x8F : 0xBF;
+        }
+        bool good = n > 0 && i + n <= len;
+        if (good && n > 1)
+            good = u[i + 1] >= lo && u[i + 1] <= hi;
+        for (size_t k = 2; good && k < n; k++)
+            good = (u[i + k] & 0xC0) == 0x80;
         if (good) {
             memcpy(out + i, s + i, n);
             i += n;
@@ -415,13 +431,18 @@ static int s_connect(archive_t *self)
             s_backoff(self);
             return 0;
         }
-    } else if (!em_store_ensure(self->store)) {
-        self->not_ready = "postgres unavailable";
-        self->writer = false;
-        EM_LOG_WARN(MOD, "postgres: %s; retrying in %d ms", em_store_errstr(self->store),
-                    self->backoff_ms);
-        s_backoff(self);
-        return 0;
+    } else {
+        /* A lost session lost its advisory lock with it: a new one must take it again. */
+        if (!em_store_connected(self->store))
+            self->writer = false;
+        if (!em_store_ensure(self->store)) {
+            self->not_ready = "postgres unavailable";
+            self->writer = false;
+            EM_LOG_WARN(MOD, "postgres: %s; retrying in %d ms", em_store_errstr(self->store),
+                        self->backoff_ms);
+            s_backoff(self);
+            return 0;
+        }
     }
     if (!self->writer) {
         PGresult *res = em_store_query(self->store,
@@ -500,13 +521,17 @@ static int s_connect(archive_t *self)
     return 0;
 }
 
-/* Writes one dead letter.  Returns 0 or -1 (store errstr). */
+/* Writes one dead letter.  level 0 keeps everything (text made valid UTF-8 without NUL);
+ * level 1 drops the error list (it may hold what jsonb refuses, e.g. \u0000); level 2 keeps
+ * only the reason, the times and a note instead of the text.  Returns 0 or -1 (store
+ * errstr); after -1 the transaction is aborted. */
 static int s_dead(archive_t *self, archive_item_t *it, const char *reason, const json_t *errors,
-                  int64_t existing_seq)
+                  int64_t existing_seq, int level)
 {
     char rcv[32], ex[32];
-    char *errs = errors ? json_dumps(errors, JSON_COMPACT) : NULL;
-    char *raw = s_text_safe(it->raw ? it->raw : "", it->raw ? it->rawlen : 0);
+    char *errs = errors && level == 0 ? json_dumps(errors, JSON_COMPACT) : NULL;
+    char *raw = level < 2 ? s_text_safe(it->raw ? it->raw : "", it->raw ? it->rawlen : 0)
+                          : strdup("(the raw text could not be stored)");
     json_t *rj = json_object_get(it->hdr, "rcv");
     snprintf(rcv, sizeof rcv, "%" JSON_INTEGER_FORMAT, json_integer_value(rj));
     snprintf(ex, sizeof ex, "%" PRId64, existing_seq);
@@ -520,16 +545,15 @@ static int s_dead(archive_t *self, archive_item_t *it, const char *reason, const
                         raw ? raw : "",
                         existing_seq > 0 ? ex : NULL};
     char *safe[5] = {NULL};
-    for (int k = 1; k <= 4; k++) /* identifiers may carry bytes `text` refuses */
-        if (v[k]) {
+    for (int k = 1; k <= 4; k++) { /* identifiers may carry bytes `text` refuses */
+        if (v[k] && level < 2) {
             safe[k] = s_text_safe(v[k], strlen(v[k]));
             v[k] = safe[k];
+        } else if (level >= 2) {
+            v[k] = NULL;
         }
-    PGresult *res = em_store_exec(self->store, "archive_dead", 9, v);
-    if (!res && !em_store_retryable(self->store) && errs) {
-        v[6] = NULL; /* the error list itself was refused (e.g. \u0000): keep the letter */
-        res = em_store_exec(self->store, "archive_dead", 9, v);
     }
+    PGresult *res = em_store_exec(self->store, "archive_dead", 9, v);
     for (int k = 1; k <= 4; k++)
         free(safe[k]);
     free(errs);
@@ -556,7 +580,7 @@ static int s_apply(archive_t *self, archive_item_t *it, int64_t *seq, char chain
     it->out_errors = NULL;
     it->seq = 0;
     if (!it->ok) {
-        if (s_dead(self, it, "invalid", it->in_errors, 0) != 0)
+        if (s_dead(self, it, "invalid", it->in_errors, 0, 0) != 0)
             return -1;
         it->status = ST_REJECTED;
         it->out_errors = json_incref(it->in_errors);
@@ -624,7 +648,7 @@ static int s_apply(archive_t *self, archive_item_t *it, int64_t *seq, char chain
              "original is kept",
              (long long)got);
     it->out_errors = s_one_error("conflict", msg);
-    return s_dead(self, it, "conflict", it->out_errors, got);
+    return s_dead(self, it, "conflict", it->out_errors, got, 0);
 }
 
 /* One attempt at the whole batch in one transaction.  per_event: each event under its own
@@ -651,16 +675,31 @@ static int s_transaction(archive_t *self, bool per_event)
             em_store_command(self->store, "ROLLBACK");
             return TX_ROW_ERROR;
         }
-        /* Keep the message before ROLLBACK TO overwrites it. */
+        /* Keep the message before ROLLBACK TO overwrites it.  An event that was already a
+         * dead letter (its letter was refused) stays "invalid" with its own errors. */
+        const char *reason = it->ok ? "store_error" : "invalid";
         json_decref(it->out_errors);
-        char msg[600];
-        snprintf(msg, sizeof msg, "postgres refused the event: %s", em_store_errstr(self->store));
-        it->out_errors = s_one_error("store", msg);
-        EM_LOG_EV(EM_LOG_LVL_WARN, MOD, it->id, "dead letter (store_error): %s",
-                  em_store_errstr(self->store));
-        if (em_store_command(self->store, "ROLLBACK TO SAVEPOINT ev") != 0)
-            goto retry;
-        if (s_dead(self, it, "store_error", it->out_errors, 0) != 0)
+        if (it->ok) {
+            char msg[600];
+            snprintf(msg, sizeof msg, "postgres refused the event: %s",
+                     em_store_errstr(self->store));
+            it->out_errors = s_one_error("store", msg);
+        } else {
+            it->out_errors = json_incref(it->in_errors);
+        }
+        EM_LOG_EV(EM_LOG_LVL_WARN, MOD, it->id, "dead letter (%s) after postgres refused: %s",
+                  reason, em_store_errstr(self->store));
+        /* The dead letter, with less of the event at each attempt, so that no content can
+         * block the pipeline. */
+        int stored = -1;
+        for (int level = it->ok ? 0 : 1; level < 3 && stored != 0; level++) {
+            if (em_store_command(self->store, "ROLLBACK TO SAVEPOINT ev") != 0)
+                goto retry;
+            stored = s_dead(self, it, reason, it->out_errors, 0, level);
+            if (stored != 0 && em_store_retryable(self->store))
+                goto retry;
+        }
+        if (stored != 0)
             goto retry; /* not even the dead letter goes in: try the batch again later */
         it->status = ST_REJECTED;
         it->seq = 0;
@@ -680,6 +719,19 @@ retry:
     if (em_store_connected(self->store))
         em_store_command(self->store, "ROLLBACK");
     return TX_RETRY;
+}
+
+/* Replaces the JSON escape \u0000 by \ufffd in place (same length): a consumer parsing with
+ * Jansson's defaults refuses NUL in strings, and an ack must always be readable. */
+static void s_scrub_nul(char *text)
+{
+    for (char *p = strstr(text, "\\u0000"); p; p = strstr(p + 1, "\\u0000")) {
+        size_t backslashes = 0;
+        for (char *q = p; q >= text && *q == '\\'; q--)
+            backslashes++;
+        if (backslashes % 2 == 1)
+            memcpy(p + 2, "fffd", 4);
+    }
 }
 
 /* Publishes the acks, grouped by ingest id, in batch order. */
@@ -722,6 +774,7 @@ static void s_publish_acks(archive_t *self)
         char *text = json_dumps(arr, JSON_COMPACT);
         json_decref(arr);
         if (text) {
+            s_scrub_nul(text);
             const void *data[2] = {ing, text};
             size_t lens[2] = {strlen(ing), strlen(text)};
             if (em_bus_sendv(self->acks, data, lens, 2, ZMQ_DONTWAIT) != 0)

@@ -471,6 +471,40 @@ static void test_rejected_verdict(void **state)
     assert_int_equal(archive_last_seq(C.arch), 6);
 }
 
+static void test_unstorable_dead_letter(void **state)
+{
+    (void)state;
+    long long req = C.req++;
+    /* Errors jsonb refuses (\u0000) and raw text `text` refuses (NUL, invalid UTF-8). */
+    const char *errs = "[{\"pointer\":\"\",\"keyword\":\"json\",\"message\":\"bad \\u0000\"}]";
+    static const char raw[] = "{\"id\":\"bin\xff\xc0\xed\xa0\x80-1\"}";
+    json_t *h = json_pack("{s:s, s:I, s:i, s:s, s:s, s:s}", "ing", "ing-test", "req",
+                          (json_int_t)req, "idx", 0, "id", "bin-1", "source", "/pk/test",
+                          "verdict", "rejected");
+    json_object_set_new(h, "errors", json_loads(errs, JSON_ALLOW_NUL, NULL));
+    char *ht = json_dumps(h, JSON_COMPACT);
+    char rawnul[sizeof raw + 2];
+    memcpy(rawnul, raw, sizeof raw);
+    rawnul[sizeof raw - 1] = '\0'; /* a NUL byte inside the frame */
+    rawnul[sizeof raw] = 'x';
+    const void *data[2] = {ht, rawnul};
+    size_t lens[2] = {strlen(ht), sizeof raw + 1};
+    assert_int_equal(em_bus_sendv(C.push, data, lens, 2, 0), 0);
+    free(ht);
+    json_decref(h);
+    json_t *acks = s_acks(C.arch, 1, 5000);
+    assert_int_equal(json_array_size(acks), 1);
+    json_t *r = s_find(acks, req, 0);
+    assert_string_equal(json_string_value(json_object_get(r, "status")), "rejected");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(r, "errors"), 0), "keyword")),
+                        "json");
+    json_decref(acks);
+    s_assert_scalar("SELECT reason || ' ' || (errors IS NULL) || ' ' || raw"
+                    " FROM rejected_events WHERE event_id = 'bin-1'",
+                    NULL, "invalid true {\"id\":\"bin\?\?\?\?\?-1\"}\?x");
+}
+
 static void test_store_error_only_that_event(void **state)
 {
     (void)state;
@@ -691,6 +725,7 @@ int main(void)
         cmocka_unit_test(test_duplicate_and_conflict),
         cmocka_unit_test(test_same_id_in_one_batch),
         cmocka_unit_test(test_rejected_verdict),
+        cmocka_unit_test(test_unstorable_dead_letter),
         cmocka_unit_test(test_store_error_only_that_event),
         cmocka_unit_test(test_http),
         cmocka_unit_test(test_postgres_down_holds_batch),
