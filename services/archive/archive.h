@@ -13,8 +13,10 @@ typedef struct archive archive_t;
 archive_t *archive_new(const char *config_path);
 
 /* Runs the poll loop until em_signal_interrupted(), then stops reading, commits and acks the
- * batch in hand, and returns 0.  Returns -1 on a fatal error (e.g. a bus endpoint cannot be
- * bound). */
+ * batch in hand, and returns 0.  Returns -1 on a fatal error (a migration that fails, the
+ * migrations folder missing, zmq_poll failing).  PostgreSQL being away, another archive
+ * holding the writer lock or the bus ports being taken are not fatal: it waits and retries
+ * with backoff while /healthz answers 200 and /readyz 503 with the reason. */
 int archive_run(archive_t *self);
 
 /* One iteration of the loop (for tests): waits at most timeout_ms for input, then connects,
