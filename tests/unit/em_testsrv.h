@@ -106,12 +106,26 @@ static inline const char *em_testsrv__as_pg(void)
     return geteuid() == 0 ? "runuser -u postgres -- " : "";
 }
 
+static inline void em_testsrv_stop_all(void);
+
+/* Registers em_testsrv_stop_all to run at exit (once), so that a test that returns early
+ * leaves no server behind. */
+static inline void em_testsrv__cleanup_at_exit(void)
+{
+    static int s_registered;
+    if (!s_registered) {
+        s_registered = 1;
+        atexit(em_testsrv_stop_all);
+    }
+}
+
 static inline const char *em_testsrv_pg_start(void)
 {
     em_testsrv_state_t *s = em_testsrv__state();
     char cmd[4096];
     if (s->pg_running)
         return s->pg_dsn;
+    em_testsrv__cleanup_at_exit();
     if (!s->pg_dir[0]) {
         snprintf(s->pg_dir, sizeof s->pg_dir, "/tmp/emine-pg-XXXXXX");
         if (!mkdtemp(s->pg_dir)) {
@@ -175,6 +189,7 @@ static inline const char *em_testsrv_redis_start(void)
     char cmd[4096];
     if (s->redis_pid)
         return s->redis_url;
+    em_testsrv__cleanup_at_exit();
     if (!s->redis_dir[0]) {
         snprintf(s->redis_dir, sizeof s->redis_dir, "/tmp/emine-redis-XXXXXX");
         if (!mkdtemp(s->redis_dir)) {
