@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Faults while a producer publishes: kill -9 of archive, then validate, then ingest (each
+# Faults while a producer publishes: kill -9 of archive, then validate, ingest and notify (each
 # restarted, as the local stack's supervisor would), and a Redis FLUSHALL mid-stream.
 # Invariants 1, 2, 3 and 5: every acknowledged event is in PostgreSQL exactly once, nothing
 # is lost or duplicated, and the chain still verifies.
@@ -29,7 +29,7 @@ wait_rows() {
     return 1
 }
 
-for victim in archive validate ingest; do
+for victim in archive validate ingest notify; do
     before=$(em_psql 'select count(*) from events')
     wait_rows $((before + N / 8)) || em_log "rows stalled at $before before killing $victim"
     em_kill9 "$victim"
@@ -59,4 +59,22 @@ em_check "the hash chain verifies" "$CTL" verify
 # The stream after all of that: every event once, in order.
 timeout 60 "$CTL" tail --from 0 --count "$N" >"$T/tail.jsonl"
 em_eq "the stream delivers every committed event in seq order" "$(jqget "l.length===$N && l.every((x,i)=>x.seq===i+1)" <"$T/tail.jsonl")" true
+
+# SIGTERM: each service drains and exits 0; archive's last batch is committed first.
+tests/fixtures/gen_events.sh 500 term >"$T/term.ndjson"
+"$CTL" publish --batch 10 --inflight 8 --timeout-ms 1000 --deadline-s 20 --results "$T/term.jsonl" "$T/term.ndjson" 2>/dev/null &
+pub=$!
+sleep 0.3
+for s in ingest validate archive notify; do
+    em_stop "$s"
+    em_eq "$s exits 0 on SIGTERM" "$EM_EXIT" 0
+done
+wait "$pub"
+acked=$(jqget 'l.filter(x=>x.status==="accepted"||x.status==="duplicate").map(x=>"\x27"+x.id+"\x27").join(",")' <"$T/term.jsonl")
+if [ -n "$acked" ]; then
+    em_eq "every event acknowledged before the stop is archived" \
+        "$(em_psql "select count(*) from events where id in ($acked)")" "$(jqget 'l.filter(x=>x.status==="accepted"||x.status==="duplicate").length' <"$T/term.jsonl")"
+else
+    em_fail "some events were acknowledged before the stop"
+fi
 em_done
