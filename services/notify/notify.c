@@ -567,6 +567,8 @@ static int s_get_count(json_t *obj, const char *key, int64_t *out)
 static void s_handle_client_msg(notify_t *self, const void *id, size_t idlen, const char *buf,
                                 size_t len)
 {
+    if (idlen == 0 || idlen > CLIENT_ID_MAX)
+        return; /* not a ROUTER routing id */
     json_error_t jerr;
     json_t *msg = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
     const char *error = NULL;

@@ -1,7 +1,8 @@
 /* tail.c - `eminectl tail`: follows notify's committed-event stream (services/PROTOCOL.md,
  * Stream protocol) and prints one JSON line per event, `{"seq":N,"event":{…}}`, in seq order.
  * Credit is granted in chunks; after a reconnect (a notify restart) it re-subscribes after the
- * last seq printed, so the output has no gap and no duplicate. */
+ * last seq printed, so the output has no gap and no duplicate.  Exit 0 after --count events
+ * or --timeout-ms without an event (1 if notify was never reached), 2 on a usage error. */
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -248,8 +249,14 @@ int cmd_tail(int argc, char **argv)
         long wait = 1000;
         if (timeout_ms >= 0) {
             int64_t left = last_event + timeout_ms - now;
-            if (left <= 0)
+            if (left <= 0) {
+                if (t.connects == 0) {
+                    fprintf(stderr, "eminectl tail: no connection to %s within %" PRId64
+                                    " ms\n", endpoint, timeout_ms);
+                    rc = 1;
+                }
                 break;
+            }
             if (left < wait)
                 wait = (long)left;
         }
