@@ -509,17 +509,25 @@ static int s_client_serve(notify_t *self, client_t *c, int64_t now)
     return rc < 0 ? -1 : 0;
 }
 
-/* True when some client could be sent something right now. */
-static bool s_clients_pending(notify_t *self, int64_t now)
+/* The earliest time (monotonic ms) at which some client can be sent something: <= now when
+ * one can be served right away, INT64_MAX when none is waiting for events notify has. */
+static int64_t s_clients_due(notify_t *self, int64_t now)
 {
     bool pg_ok = self->pg_up || now >= self->pg_retry_at;
+    int64_t due = INT64_MAX;
     for (int i = 0; i < self->nclients; i++) {
         client_t *c = &self->clients[i];
-        if (c->credit > 0 && c->cursor < self->head && now >= c->blocked_until &&
-            (c->cursor >= self->ring_base || pg_ok))
-            return true;
+        if (c->credit <= 0 || c->cursor >= self->head)
+            continue;
+        int64_t at = c->blocked_until;
+        if (c->cursor < self->ring_base && !pg_ok && at < self->pg_retry_at)
+            at = self->pg_retry_at;
+        if (at < due)
+            due = at;
+        if (due <= now)
+            break;
     }
-    return false;
+    return due;
 }
 
 static void s_serve_clients(notify_t *self)
@@ -1000,12 +1008,12 @@ void notify_destroy(notify_t **self_p)
 }
 
 /* Milliseconds until the next timer, capped by max_ms. */
-static long s_timeout(notify_t *self, int64_t now, long max_ms)
+static long s_timeout(notify_t *self, int64_t now, long max_ms, int64_t clients_due)
 {
     long t = max_ms;
-    int64_t due[4] = {self->next_poll, self->next_flush, self->next_reap,
-                      self->pg_up ? INT64_MAX : self->pg_retry_at};
-    for (int i = 0; i < 4; i++) {
+    int64_t due[5] = {self->next_poll, self->next_flush, self->next_reap,
+                      self->pg_up ? INT64_MAX : self->pg_retry_at, clients_due};
+    for (int i = 0; i < 5; i++) {
         int64_t d = due[i] - now;
         if (d < 0)
             d = 0;
@@ -1022,12 +1030,12 @@ int notify_step(notify_t *self, int timeout_ms)
 {
     int64_t now = em_mono_ms();
     bool pg_ok = self->pg_up || now >= self->pg_retry_at;
+    int64_t clients_due = s_clients_due(self, now);
     long timeout;
-    if ((self->head >= 0 && self->known_max > self->head && pg_ok) ||
-        s_clients_pending(self, now))
+    if ((self->head >= 0 && self->known_max > self->head && pg_ok) || clients_due <= now)
         timeout = 0;
     else
-        timeout = s_timeout(self, now, timeout_ms < 0 ? 1000 : timeout_ms);
+        timeout = s_timeout(self, now, timeout_ms < 0 ? 1000 : timeout_ms, clients_due);
 
     zmq_pollitem_t items[] = {
         {self->sub, 0, ZMQ_POLLIN, 0},
