@@ -916,13 +916,13 @@ notify_t *notify_new(const char *config_path)
 
     self->zctx = zmq_ctx_new();
     if (!self->zctx)
-        goto fail;
+        goto fail_zmq;
     int zero = 0, one = 1, hwm = 10000, maxmsg = CLIENT_MSG_MAX;
     int64_t maxmsg64 = maxmsg;
 
     self->router = zmq_socket(self->zctx, ZMQ_ROUTER);
     if (!self->router)
-        goto fail;
+        goto fail_zmq;
     zmq_setsockopt(self->router, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(self->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     zmq_setsockopt(self->router, ZMQ_MAXMSGSIZE, &maxmsg64, sizeof maxmsg64);
@@ -936,7 +936,7 @@ notify_t *notify_new(const char *config_path)
 
     self->sub = zmq_socket(self->zctx, ZMQ_SUB);
     if (!self->sub)
-        goto fail;
+        goto fail_zmq;
     zmq_setsockopt(self->sub, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(self->sub, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(self->sub, ZMQ_SUBSCRIBE, "ev", 2);
@@ -944,10 +944,10 @@ notify_t *notify_new(const char *config_path)
     snprintf(monep, sizeof monep, "inproc://notify-sub-monitor-%p", (void *)self);
     if (zmq_socket_monitor(self->sub, monep, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) !=
         0)
-        goto fail;
+        goto fail_zmq;
     self->mon = zmq_socket(self->zctx, ZMQ_PAIR);
     if (!self->mon || zmq_connect(self->mon, monep) != 0)
-        goto fail;
+        goto fail_zmq;
     zmq_setsockopt(self->mon, ZMQ_LINGER, &zero, sizeof zero);
     if (zmq_connect(self->sub, self->cfg.shared.bus_events) != 0) {
         EM_LOG_ERROR(MOD, "connect %s: %s", self->cfg.shared.bus_events, zmq_strerror(errno));
@@ -968,6 +968,8 @@ notify_t *notify_new(const char *config_path)
     EM_LOG_INFO(MOD, "streaming on %s, admin HTTP on port %d, events from %s", self->endpoint,
                 em_http_port(self->http), self->cfg.shared.bus_events);
     return self;
+fail_zmq:
+    EM_LOG_ERROR(MOD, "zmq: %s", zmq_strerror(errno));
 fail:
     notify_destroy(&self);
     return NULL;
