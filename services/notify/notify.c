@@ -103,6 +103,7 @@ struct notify {
 
     em_store_t *store;
     bool pg_up;            /* the last PostgreSQL operation succeeded */
+    char pg_err[EM_ERR_LEN]; /* why the last connection attempt failed */
     int64_t pg_retry_at;   /* no PostgreSQL operation before this (monotonic ms) */
     int pg_backoff_ms;
     bool sub_connected;
@@ -248,7 +249,7 @@ static void s_pg_failed(notify_t *self, const char *what)
     if (self->pg_up || self->pg_backoff_ms == 0 || self->pg_backoff_ms >= PG_BACKOFF_MAX_MS)
         EM_LOG_WARN(MOD, "%s failed, retrying in %d ms: %s", what,
                     self->pg_backoff_ms ? self->pg_backoff_ms : PG_BACKOFF_MIN_MS,
-                    self->store ? em_store_errstr(self->store) : "not connected");
+                    self->store ? em_store_errstr(self->store) : self->pg_err);
     self->pg_up = false;
     if (self->pg_backoff_ms == 0)
         self->pg_backoff_ms = PG_BACKOFF_MIN_MS;
@@ -275,11 +276,9 @@ static bool s_pg_usable(notify_t *self)
     if (em_mono_ms() < self->pg_retry_at)
         return false;
     if (!self->store) {
-        char err[EM_ERR_LEN];
-        self->store = em_store_new(self->cfg.shared.pg_dsn, err, sizeof err);
+        self->store = em_store_new(self->cfg.shared.pg_dsn, self->pg_err, sizeof self->pg_err);
         if (!self->store) {
-            EM_LOG_DEBUG(MOD, "connect: %s", err);
-            s_pg_failed(self, "connect");
+            s_pg_failed(self, "connecting to PostgreSQL");
             return false;
         }
     } else if (!em_store_ensure(self->store)) {
