@@ -82,7 +82,9 @@ fi
 cleanup() {
     if [ "$own_policy" -eq 1 ]; then $SUDO rm -f "$POLICY"; fi
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 export DEBIAN_FRONTEND=noninteractive
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
