@@ -267,6 +267,33 @@ static const char *s_sql_dead =
     " VALUES (COALESCE(to_timestamp($1::double precision / 1000), now()), $2, $3, $4, $5, $6,"
     " $7::jsonb, $8, $9::bigint)";
 
+/* Set-based statements of the fast path: each takes one jsonb array of rows (parameters only;
+ * the event text travels as a JSON string and is cast to jsonb from the producer's own text). */
+static const char *s_sql_lookup =
+    "SELECT k.i, e.seq, e.digest FROM jsonb_to_recordset($1::jsonb) AS k(i integer, source text,"
+    " id text) JOIN events e ON e.source = k.source AND e.id = k.id";
+
+static const char *s_sql_insert_many =
+    "INSERT INTO events (seq, source, id, type, subject, time, received_at, producer,"
+    " visibility, projectid, province, envelope, digest, chain)"
+    " SELECT r.seq, r.source, r.id, r.type, r.subject, to_timestamp(r.tms / 1000),"
+    "  COALESCE(to_timestamp(r.rcv / 1000), now()), COALESCE(r.prod, ''), r.visibility,"
+    "  r.projectid, r.province, r.raw::jsonb, r.digest, r.chain"
+    " FROM jsonb_to_recordset($1::jsonb) AS r(seq bigint, source text, id text, type text,"
+    "  subject text, tms double precision, rcv double precision, prod text, visibility text,"
+    "  projectid text, province text, raw text, digest text, chain text)"
+    " ORDER BY r.seq";
+
+static const char *s_sql_dead_many =
+    "INSERT INTO rejected_events (received_at, producer, source, event_id, type, reason, errors,"
+    " raw, existing_seq)"
+    " SELECT COALESCE(to_timestamp(r.rcv / 1000), now()), r.prod, r.source, r.id, r.type,"
+    "  r.reason, r.errors, r.raw, r.existing_seq"
+    " FROM jsonb_to_recordset($1::jsonb) AS r(i integer, rcv double precision, prod text,"
+    "  source text, id text, type text, reason text, errors jsonb, raw text,"
+    "  existing_seq bigint)"
+    " ORDER BY r.i";
+
 /* Applies the migrations not yet recorded in schema_migrations, in file name order, each in
  * its own transaction.  Returns TX_OK, TX_RETRY (PostgreSQL went away) or TX_ROW_ERROR (a
  * broken migration: fatal). */
@@ -486,7 +513,10 @@ static int s_connect(archive_t *self)
     }
     if (!self->prepared) {
         if (em_store_prepare(self->store, "archive_insert", s_sql_insert, 14) != 0 ||
-            em_store_prepare(self->store, "archive_dead", s_sql_dead, 9) != 0) {
+            em_store_prepare(self->store, "archive_dead", s_sql_dead, 9) != 0 ||
+            em_store_prepare(self->store, "archive_lookup", s_sql_lookup, 1) != 0 ||
+            em_store_prepare(self->store, "archive_insert_many", s_sql_insert_many, 1) != 0 ||
+            em_store_prepare(self->store, "archive_dead_many", s_sql_dead_many, 1) != 0) {
             EM_LOG_ERROR(MOD, "prepare: %s", em_store_errstr(self->store));
             if (!em_store_retryable(self->store))
                 return -1;
@@ -721,6 +751,185 @@ retry:
     return TX_RETRY;
 }
 
+/* Sets key to a JSON string copy of s (NULL or not UTF-8: JSON null).  Returns 0 or -1. */
+static int s_set_str(json_t *obj, const char *key, const char *s)
+{
+    return json_object_set_new(obj, key, s ? json_string(s) : json_null());
+}
+
+/* Runs one set-based statement with a jsonb array parameter.  Returns the result or NULL. */
+static PGresult *s_exec_rows(archive_t *self, const char *name, json_t *rows)
+{
+    char *text = json_dumps(rows, JSON_COMPACT);
+    if (!text)
+        return NULL;
+    const char *v[1] = {text};
+    PGresult *res = em_store_exec(self->store, name, 1, v);
+    free(text);
+    return res;
+}
+
+/* The fast path: the whole batch in a handful of round trips (lookup, multi-row insert of the
+ * new events, multi-row insert of the dead letters) whatever its size.  The outcome is the
+ * same as applying the events one after another.  Returns TX_OK, TX_RETRY, or TX_ROW_ERROR
+ * when PostgreSQL refused something (the caller then goes event by event). */
+static int s_transaction_set(archive_t *self)
+{
+    int64_t seq = self->last_seq;
+    char chain[65];
+    int rc = TX_ROW_ERROR;
+    json_t *keys = json_array(), *rows = json_array(), *dead = json_array();
+    PGresult *res = NULL;
+    memcpy(chain, self->last_chain, sizeof chain);
+    for (int i = 0; i < self->n; i++) {
+        archive_item_t *it = &self->batch[i];
+        json_decref(it->out_errors);
+        it->out_errors = NULL;
+        it->seq = 0;
+        it->stored_digest[0] = '\0';
+        it->status = -1;
+        if (it->ok) {
+            json_t *k = json_object();
+            json_object_set_new(k, "i", json_integer(i));
+            if (s_set_str(k, "source", it->source) || s_set_str(k, "id", it->id) ||
+                json_array_append_new(keys, k))
+                goto done;
+        }
+    }
+    if (em_store_command(self->store, "BEGIN") != 0)
+        goto fail;
+    if (json_array_size(keys) > 0) {
+        res = s_exec_rows(self, "archive_lookup", keys);
+        if (!res)
+            goto fail;
+        for (int r = 0; r < PQntuples(res); r++) {
+            int i = atoi(PQgetvalue(res, r, 0));
+            if (i < 0 || i >= self->n)
+                continue;
+            self->batch[i].seq = strtoll(PQgetvalue(res, r, 1), NULL, 10);
+            snprintf(self->batch[i].stored_digest, 65, "%s", PQgetvalue(res, r, 2));
+        }
+        PQclear(res);
+        res = NULL;
+    }
+    for (int i = 0; i < self->n; i++) {
+        archive_item_t *it = &self->batch[i];
+        if (!it->ok) {
+            it->status = ST_REJECTED;
+            it->out_errors = json_incref(it->in_errors);
+            continue;
+        }
+        if (it->seq == 0) { /* not archived before: maybe earlier in this batch */
+            for (int j = 0; j < i; j++) {
+                archive_item_t *o = &self->batch[j];
+                if (o->ok && o->seq > 0 && strcmp(o->source, it->source) == 0 &&
+                    strcmp(o->id, it->id) == 0) {
+                    it->seq = o->seq;
+                    memcpy(it->stored_digest, o->stored_digest, 65);
+                    break;
+                }
+            }
+        }
+        if (it->seq == 0) {
+            char next_chain[65];
+            long long ms = 0;
+            const char *t = s_attr(it, "time");
+            bool has_time = t && em_rfc3339_parse(t, &ms);
+            if (em_chain_next_hex(chain, it->digest, next_chain) != 0)
+                goto done;
+            it->status = ST_ACCEPTED;
+            it->seq = ++seq;
+            memcpy(chain, next_chain, sizeof chain);
+            memcpy(it->stored_digest, it->digest, 65);
+            json_t *row = json_object();
+            json_t *rcv = json_object_get(it->hdr, "rcv");
+            json_object_set_new(row, "seq", json_integer(it->seq));
+            json_object_set_new(row, "tms", has_time ? json_integer(ms) : json_null());
+            json_object_set_new(row, "rcv", json_is_integer(rcv) ? json_incref(rcv) : json_null());
+            if (s_set_str(row, "source", it->source) || s_set_str(row, "id", it->id) ||
+                s_set_str(row, "type", it->type) ||
+                s_set_str(row, "subject", s_attr(it, "subject")) ||
+                s_set_str(row, "prod", json_string_value(json_object_get(it->hdr, "prod"))) ||
+                s_set_str(row, "visibility", s_attr(it, "visibility")) ||
+                s_set_str(row, "projectid", s_attr(it, "projectid")) ||
+                s_set_str(row, "province", s_attr(it, "province")) ||
+                json_object_set_new(row, "raw", json_stringn(it->raw, it->rawlen)) ||
+                s_set_str(row, "digest", it->digest) || s_set_str(row, "chain", next_chain) ||
+                json_array_append_new(rows, row))
+                goto done;
+            continue;
+        }
+        if (strcmp(it->stored_digest, it->digest) == 0) {
+            it->status = ST_DUPLICATE;
+            continue;
+        }
+        char msg[256];
+        snprintf(msg, sizeof msg,
+                 "(source, id) already archived at seq %lld with a different payload; the "
+                 "original is kept",
+                 (long long)it->seq);
+        it->status = ST_CONFLICT;
+        it->out_errors = s_one_error("conflict", msg);
+    }
+    for (int i = 0; i < self->n; i++) {
+        archive_item_t *it = &self->batch[i];
+        if (it->status != ST_REJECTED && it->status != ST_CONFLICT)
+            continue;
+        char *raw = s_text_safe(it->raw ? it->raw : "", it->raw ? it->rawlen : 0);
+        json_t *rcv = json_object_get(it->hdr, "rcv");
+        json_t *d = json_pack("{s:i, s:O, s:s}", "i", i, "rcv",
+                              json_is_integer(rcv) ? rcv : json_null(), "reason",
+                              it->status == ST_CONFLICT ? "conflict" : "invalid");
+        int bad = !d || !raw || json_object_set_new(d, "raw", json_string(raw)) ||
+                  json_object_set(d, "errors", it->out_errors ? it->out_errors : json_null()) ||
+                  json_object_set_new(d, "existing_seq", it->status == ST_CONFLICT
+                                                             ? json_integer(it->seq)
+                                                             : json_null());
+        free(raw);
+        const char *idents[4][2] = {{"prod", json_string_value(json_object_get(it->hdr, "prod"))},
+                                    {"source", it->source},
+                                    {"id", it->id},
+                                    {"type", it->type}};
+        for (int k = 0; k < 4 && !bad; k++) {
+            char *safe = idents[k][1] ? s_text_safe(idents[k][1], strlen(idents[k][1])) : NULL;
+            bad = s_set_str(d, idents[k][0], safe) != 0;
+            free(safe);
+        }
+        if (bad || json_array_append_new(dead, d)) {
+            if (bad)
+                json_decref(d);
+            goto fail_rollback;
+        }
+    }
+    if (json_array_size(rows) > 0 && !(res = s_exec_rows(self, "archive_insert_many", rows)))
+        goto fail;
+    PQclear(res);
+    res = NULL;
+    if (json_array_size(dead) > 0 && !(res = s_exec_rows(self, "archive_dead_many", dead)))
+        goto fail;
+    PQclear(res);
+    res = NULL;
+    if (em_store_command(self->store, "COMMIT") != 0)
+        goto fail;
+    self->last_seq = seq;
+    memcpy(self->last_chain, chain, sizeof chain);
+    rc = TX_OK;
+    goto done;
+fail:
+    rc = em_store_retryable(self->store) ? TX_RETRY : TX_ROW_ERROR;
+    if (rc == TX_ROW_ERROR)
+        EM_LOG_DEBUG(MOD, "batch of %d refused as a set (%s): going event by event", self->n,
+                     em_store_errstr(self->store));
+fail_rollback:
+    if (em_store_connected(self->store))
+        em_store_command(self->store, "ROLLBACK");
+done:
+    json_decref(keys);
+    json_decref(rows);
+    json_decref(dead);
+    return rc;
+}
+
 /* Replaces the JSON escape \u0000 by \ufffd in place (same length): a consumer parsing with
  * Jansson's defaults refuses NUL in strings, and an ack must always be readable. */
 static void s_scrub_nul(char *text)
@@ -829,7 +1038,9 @@ int archive_flush(archive_t *self)
         return -1;
     }
     int64_t t0 = em_mono_us();
-    int rc = s_transaction(self, false);
+    int rc = s_transaction_set(self);
+    if (rc == TX_ROW_ERROR)
+        rc = s_transaction(self, false);
     if (rc == TX_ROW_ERROR)
         rc = s_transaction(self, true);
     if (rc != TX_OK) {
@@ -1055,9 +1266,9 @@ archive_t *archive_new(const char *config_path)
         goto fail;
     }
     em_log_init("archive", level);
-    if (self->cfg.batch_max < 1 || self->cfg.batch_max > 100000 || self->cfg.batch_ms < 0 ||
+    if (self->cfg.batch_max < 1 || self->cfg.batch_max > 10000 || self->cfg.batch_ms < 0 ||
         self->cfg.seen_ttl_s < 1) {
-        EM_LOG_ERROR(MOD, "config: [archive] batch_max must be 1..100000, batch_ms >= 0, "
+        EM_LOG_ERROR(MOD, "config: [archive] batch_max must be 1..10000, batch_ms >= 0, "
                           "seen_ttl_s >= 1");
         goto fail;
     }
