@@ -693,13 +693,51 @@ static void test_standby_then_shutdown_flush(void **state)
     free(e2);
 }
 
+static void test_mixed_batch(void **state)
+{
+    (void)state;
+    long long req = C.req++;
+    char *a = s_event("mix-a", "{}");
+    char *b = s_event("mix-b", "{}");
+    char *dup2 = s_event("ev-2", "{\"tonnes\":1}");
+    char *conf3 = s_event("ev-3", "{\"tonnes\":2}");
+    s_push_ok(req, 0, "mix-a", a);
+    s_push(req, 1, "mix-r", "{\"id\":\"mix-r\"}", "rejected",
+           "[{\"pointer\":\"/source\",\"keyword\":\"required\",\"message\":\"missing\"}]");
+    s_push_ok(req, 2, "ev-2", dup2);
+    s_push_ok(req, 3, "mix-b", b);
+    s_push_ok(req, 4, "ev-3", conf3);
+    s_push_ok(req, 5, "mix-a", a);
+    /* The current archive keeps its batch open (long batch_ms): read, then flush by hand. */
+    s_settle(C.arch, 300);
+    assert_int_equal(archive_flush(C.arch), 0);
+    json_t *acks = s_acks(C.arch, 6, 5000);
+    assert_int_equal(json_array_size(acks), 6);
+    s_expect(acks, req, 0, "accepted", 12);
+    json_t *r = s_find(acks, req, 1);
+    assert_string_equal(json_string_value(json_object_get(r, "status")), "rejected");
+    s_expect(acks, req, 2, "duplicate", 2);
+    s_expect(acks, req, 3, "accepted", 13);
+    s_expect(acks, req, 4, "conflict", 3);
+    s_expect(acks, req, 5, "duplicate", 12);
+    json_decref(acks);
+    s_assert_scalar("SELECT string_agg(coalesce(event_id, '?') || ':' || reason || ':' ||"
+                    " coalesce(existing_seq::text, '-'), ',' ORDER BY id) FROM rejected_events"
+                    " WHERE event_id IN ('mix-r', 'ev-3')",
+                    NULL, "mix-r:invalid:-,ev-3:conflict:3");
+    free(a);
+    free(b);
+    free(dup2);
+    free(conf3);
+}
+
 static void test_chain_recomputed(void **state)
 {
     (void)state;
     PGresult *r = PQexec(C.pg, "SELECT seq, envelope::text, digest, chain FROM events ORDER BY seq");
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
     char head[65] = "0000000000000000000000000000000000000000000000000000000000000000";
-    assert_int_equal(PQntuples(r), 11);
+    assert_int_equal(PQntuples(r), 13);
     for (int i = 0; i < PQntuples(r); i++) {
         assert_int_equal(atoll(PQgetvalue(r, i, 0)), i + 1);
         const char *env = PQgetvalue(r, i, 1);
@@ -731,6 +769,7 @@ int main(void)
         cmocka_unit_test(test_postgres_down_holds_batch),
         cmocka_unit_test(test_postgres_restart_while_idle),
         cmocka_unit_test(test_standby_then_shutdown_flush),
+        cmocka_unit_test(test_mixed_batch),
         cmocka_unit_test(test_chain_recomputed),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
