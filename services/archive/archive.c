@@ -200,6 +200,30 @@ static void s_item_fill(archive_item_t *it, const em_msg_t *msg)
     }
 }
 
+/* The event's time attribute in microseconds since the epoch (the column keeps what
+ * PostgreSQL can: microseconds; digits beyond are cut).  Returns false when absent or not an
+ * RFC 3339 date-time (the column is then NULL). */
+static bool s_time_us(const char *t, long long *us)
+{
+    long long ms;
+    if (!t || !em_rfc3339_parse(t, &ms))
+        return false;
+    long long sub = 0; /* the 4th to 6th fraction digits */
+    if (t[17] == '6' && t[18] == '0') {
+        sub = 999; /* a leap second is the last instant of its minute */
+    } else if (t[19] == '.') {
+        int nd = 0;
+        for (const char *p = t + 20; *p >= '0' && *p <= '9'; p++, nd++)
+            if (nd >= 3 && nd < 6)
+                sub = sub * 10 + (*p - '0');
+        for (; nd < 6; nd++)
+            if (nd >= 3)
+                sub *= 10;
+    }
+    *us = ms * 1000 + sub;
+    return true;
+}
+
 /* Copies text replacing NUL bytes and invalid UTF-8 by '?', so that PostgreSQL `text` takes
  * it.  Caller owns return value. */
 static char *s_text_safe(const char *s, size_t len)
@@ -252,7 +276,8 @@ static const char *s_sql_insert =
     "WITH ins AS ("
     " INSERT INTO events (seq, source, id, type, subject, time, received_at, producer,"
     "  visibility, projectid, province, envelope, digest, chain)"
-    " VALUES ($1::bigint, $2, $3, $4, $5, to_timestamp($6::double precision / 1000),"
+    " VALUES ($1::bigint, $2, $3, $4, $5,"
+    "  timestamptz 'epoch' + $6::bigint * interval '1 microsecond',"
     "  COALESCE(to_timestamp($7::double precision / 1000), now()), COALESCE($8, ''),"
     "  $9, $10, $11, $12::jsonb, $13, $14)"
     " ON CONFLICT (source, id) DO NOTHING RETURNING seq)"
@@ -276,11 +301,12 @@ static const char *s_sql_lookup =
 static const char *s_sql_insert_many =
     "INSERT INTO events (seq, source, id, type, subject, time, received_at, producer,"
     " visibility, projectid, province, envelope, digest, chain)"
-    " SELECT r.seq, r.source, r.id, r.type, r.subject, to_timestamp(r.tms / 1000),"
+    " SELECT r.seq, r.source, r.id, r.type, r.subject,"
+    "  timestamptz 'epoch' + r.tus * interval '1 microsecond',"
     "  COALESCE(to_timestamp(r.rcv / 1000), now()), COALESCE(r.prod, ''), r.visibility,"
     "  r.projectid, r.province, r.raw::jsonb, r.digest, r.chain"
     " FROM jsonb_to_recordset($1::jsonb) AS r(seq bigint, source text, id text, type text,"
-    "  subject text, tms double precision, rcv double precision, prod text, visibility text,"
+    "  subject text, tus bigint, rcv double precision, prod text, visibility text,"
     "  projectid text, province text, raw text, digest text, chain text)"
     " ORDER BY r.seq";
 
@@ -616,13 +642,12 @@ static int s_apply(archive_t *self, archive_item_t *it, int64_t *seq, char chain
         it->out_errors = json_incref(it->in_errors);
         return 0;
     }
-    char next[32], next_chain[65], tms[32], rcv[32];
+    char next[32], next_chain[65], tus[32], rcv[32];
     const char *time_param = NULL;
-    long long ms;
-    const char *t = s_attr(it, "time");
-    if (t && em_rfc3339_parse(t, &ms)) {
-        snprintf(tms, sizeof tms, "%lld", ms);
-        time_param = tms;
+    long long us;
+    if (s_time_us(s_attr(it, "time"), &us)) {
+        snprintf(tus, sizeof tus, "%lld", us);
+        time_param = tus;
     }
     json_t *rj = json_object_get(it->hdr, "rcv");
     snprintf(rcv, sizeof rcv, "%" JSON_INTEGER_FORMAT, json_integer_value(rj));
@@ -832,9 +857,8 @@ static int s_transaction_set(archive_t *self)
         }
         if (it->seq == 0) {
             char next_chain[65];
-            long long ms = 0;
-            const char *t = s_attr(it, "time");
-            bool has_time = t && em_rfc3339_parse(t, &ms);
+            long long us = 0;
+            bool has_time = s_time_us(s_attr(it, "time"), &us);
             if (em_chain_next_hex(chain, it->digest, next_chain) != 0)
                 goto done;
             it->status = ST_ACCEPTED;
@@ -844,7 +868,7 @@ static int s_transaction_set(archive_t *self)
             json_t *row = json_object();
             json_t *rcv = json_object_get(it->hdr, "rcv");
             json_object_set_new(row, "seq", json_integer(it->seq));
-            json_object_set_new(row, "tms", has_time ? json_integer(ms) : json_null());
+            json_object_set_new(row, "tus", has_time ? json_integer(us) : json_null());
             json_object_set_new(row, "rcv", json_is_integer(rcv) ? json_incref(rcv) : json_null());
             if (s_set_str(row, "source", it->source) || s_set_str(row, "id", it->id) ||
                 s_set_str(row, "type", it->type) ||

@@ -38,7 +38,7 @@ static char *s_event(const char *id, const char *data)
     char *out = NULL;
     if (asprintf(&out,
                  "{\"specversion\":\"1.0\",\"id\":\"%s\",\"source\":\"/pk/test\","
-                 "\"type\":\"pk.gov.emining.licence.granted\",\"time\":\"2026-01-02T03:04:05.123Z\","
+                 "\"type\":\"pk.gov.emining.licence.granted\",\"time\":\"2026-01-02T03:04:05.123456Z\","
                  "\"visibility\":\"public\",\"projectid\":\"prj-1\",\"province\":\"PK-BA\","
                  "\"subject\":\"licence/1\",\"data\":%s}",
                  id, data) < 0)
@@ -368,11 +368,11 @@ static void test_accepts_in_order(void **state)
                     NULL, "52.76 1.000000000000000000001");
     s_assert_scalar("SELECT type || '|' || subject || '|' || visibility || '|' || projectid ||"
                     " '|' || province || '|' || producer || '|' ||"
-                    " to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS')"
+                    " to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
                     " FROM events WHERE seq = 2",
                     NULL,
                     "pk.gov.emining.licence.granted|licence/1|public|prj-1|PK-BA|tester|"
-                    "2026-01-02 03:04:05.123");
+                    "2026-01-02 03:04:05.123456");
 
     /* The seen cache was written after the commit. */
     int64_t seq = 0;
@@ -393,7 +393,7 @@ static void test_duplicate_and_conflict(void **state)
     const char *same = "{ \"data\" : {\"big\":1.000000000000000000001, \"tonnes\":52.76},"
                        " \"id\":\"ev-1\",\"source\":\"/pk/test\",\"specversion\":\"1.0\","
                        "\"type\":\"pk.gov.emining.licence.granted\","
-                       "\"time\":\"2026-01-02T03:04:05.123Z\",\"visibility\":\"public\","
+                       "\"time\":\"2026-01-02T03:04:05.123456Z\",\"visibility\":\"public\","
                        "\"projectid\":\"prj-1\",\"province\":\"PK-BA\",\"subject\":\"licence/1\"}";
     s_push_ok(req, 0, "ev-1", same);
     char *changed = s_event("ev-1", "{\"tonnes\":99}");
@@ -738,6 +738,10 @@ static void test_chain_recomputed(void **state)
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
     char head[65] = "0000000000000000000000000000000000000000000000000000000000000000";
     assert_int_equal(PQntuples(r), 13);
+    /* Every path (set, event by event, savepoints) keeps the time to the microsecond. */
+    s_assert_scalar("SELECT count(*) FROM events"
+                    " WHERE time = timestamptz '2026-01-02 03:04:05.123456+00'",
+                    NULL, "13");
     for (int i = 0; i < PQntuples(r); i++) {
         assert_int_equal(atoll(PQgetvalue(r, i, 0)), i + 1);
         const char *env = PQgetvalue(r, i, 1);
