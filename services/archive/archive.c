@@ -33,6 +33,7 @@ typedef struct {
     int batch_ms;           /* [archive] batch_ms: wait after the first event of a batch */
     char *migrations;       /* [archive] migrations: folder of NNN_name.sql */
     int seen_ttl_s;         /* [archive] seen_ttl_s: TTL of the Redis seen keys */
+    int join_ms;            /* [archive] join_ms: wait after binding before reading */
 } archive_cfg_t;
 
 static const em_config_entry_t s_config[] = {
@@ -47,6 +48,9 @@ static const em_config_entry_t s_config[] = {
      offsetof(archive_cfg_t, migrations), "folder of the NNN_name.sql schema migrations"},
     {EM_CFG_INT, "archive", "seen_ttl_s", "86400", offsetof(archive_cfg_t, seen_ttl_s),
      "seconds a committed (source,id) stays in the Redis duplicate cache"},
+    {EM_CFG_INT, "archive", "join_ms", "500", offsetof(archive_cfg_t, join_ms),
+     "after binding its PUB sockets, how long the writer waits before reading events, so that "
+     "ingest and notify (re)connect first and no ack of the first batch is published to nobody"},
     {0},
 };
 
@@ -82,6 +86,7 @@ struct archive {
     bool cfg_loaded;         /* cfg strings need em_config_release */
     void *zctx;              /* ZeroMQ context */
     void *pull;              /* validated events in (bound once writer) */
+    int64_t read_after_ms;   /* monotonic: no reading before (subscribers join first) */
     void *acks;              /* PUB of acks (bound once writer) */
     void *events;            /* PUB of committed events (bound once writer) */
     em_http_t *http;         /* admin HTTP */
@@ -571,6 +576,7 @@ static int s_connect(archive_t *self)
     }
     self->backoff_ms = ARCHIVE_BACKOFF_MIN_MS;
     self->last_check_ms = em_mono_ms();
+    self->read_after_ms = em_mono_ms() + self->cfg.join_ms;
     self->not_ready = NULL;
     EM_LOG_INFO(MOD, "writer: last seq %lld; reading %s", (long long)self->last_seq,
                 self->cfg.shared.bus_validated);
@@ -1417,8 +1423,11 @@ static void s_heartbeat(archive_t *self)
 int archive_step(archive_t *self, int timeout_ms)
 {
     int64_t now = em_mono_ms();
-    bool reading = archive_is_active(self) && self->n < self->cfg.batch_max;
+    bool reading = archive_is_active(self) && self->n < self->cfg.batch_max &&
+                   now >= self->read_after_ms;
     long t = timeout_ms < 0 ? 1000 : timeout_ms;
+    if (archive_is_active(self) && now < self->read_after_ms && self->read_after_ms - now < t)
+        t = (long)(self->read_after_ms - now);
     long ht = em_http_timeout_ms(self->http);
     if (ht >= 0 && ht < t)
         t = ht;
