@@ -3,7 +3,7 @@
 
 BUILD    ?= build
 CC       ?= cc
-PKGS     := libzmq jansson hiredis libpq libmicrohttpd inih openssl libcurl
+PKGS     := libzmq jansson hiredis libpq libmicrohttpd inih openssl libcurl libpcre2-8
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Icommon $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm

@@ -1,0 +1,3082 @@
+/* em_schema.c - JSON Schema 2020-12 / draft-07 validator (see em_schema.h).
+ *
+ * Documents are indexed once (every "$id", "$anchor", "$dynamicAnchor" and the base URI and
+ * dialect of every schema object); compiling turns each reachable schema object into a node
+ * holding a compact array of keywords, with references resolved to node pointers and patterns
+ * compiled by PCRE2.  Validation walks nodes; instance and keyword locations are linked lists
+ * on the C stack, so a valid instance costs no allocation unless "unevaluated*" keywords need
+ * annotations. */
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include "em_schema.h"
+#include "em_json.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <math.h>
+#include <pcre2.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define S_MAX_DEPTH 512
+
+/* ---------------------------------------------------------------- small helpers */
+
+typedef struct {
+    char *data;
+    size_t len, cap;
+    int failed;
+} s_buf_t;
+
+static void s_buf_putn(s_buf_t *b, const char *s, size_t n)
+{
+    if (b->failed) {
+        return;
+    }
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 64;
+        while (cap < b->len + n + 1) {
+            cap *= 2;
+        }
+        char *d = realloc(b->data, cap);
+        if (!d) {
+            b->failed = 1;
+            return;
+        }
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+static void s_buf_puts(s_buf_t *b, const char *s)
+{
+    s_buf_putn(b, s, strlen(s));
+}
+
+static char *s_strcat3(const char *a, const char *b, const char *c)
+{
+    size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
+    char *r = malloc(la + lb + lc + 1);
+    if (r) {
+        memcpy(r, a, la);
+        memcpy(r + la, b, lb);
+        memcpy(r + la + lb, c, lc);
+        r[la + lb + lc] = '\0';
+    }
+    return r;
+}
+
+/* Pointer-keyed hash map (open addressing, linear probing). */
+typedef struct {
+    const void **keys;
+    void **vals;
+    size_t cap, n;
+} s_pmap_t;
+
+static size_t s_phash(const void *p)
+{
+    uintptr_t x = (uintptr_t)p;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return (size_t)x;
+}
+
+static void *s_pmap_get(const s_pmap_t *m, const void *k)
+{
+    if (!m->cap) {
+        return NULL;
+    }
+    for (size_t i = s_phash(k) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        if (!m->keys[i]) {
+            return NULL;
+        }
+        if (m->keys[i] == k) {
+            return m->vals[i];
+        }
+    }
+}
+
+static int s_pmap_put(s_pmap_t *m, const void *k, void *v)
+{
+    if ((m->n + 1) * 2 > m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 64;
+        const void **keys = calloc(cap, sizeof(*keys));
+        void **vals = calloc(cap, sizeof(*vals));
+        if (!keys || !vals) {
+            free(keys);
+            free(vals);
+            return -1;
+        }
+        for (size_t i = 0; i < m->cap; i++) {
+            if (m->keys[i]) {
+                size_t j = s_phash(m->keys[i]) & (cap - 1);
+                while (keys[j]) {
+                    j = (j + 1) & (cap - 1);
+                }
+                keys[j] = m->keys[i];
+                vals[j] = m->vals[i];
+            }
+        }
+        free(m->keys);
+        free(m->vals);
+        m->keys = keys;
+        m->vals = vals;
+        m->cap = cap;
+    }
+    size_t i = s_phash(k) & (m->cap - 1);
+    while (m->keys[i] && m->keys[i] != k) {
+        i = (i + 1) & (m->cap - 1);
+    }
+    if (!m->keys[i]) {
+        m->n++;
+    }
+    m->keys[i] = k;
+    m->vals[i] = v;
+    return 0;
+}
+
+static void s_pmap_free(s_pmap_t *m)
+{
+    free(m->keys);
+    free(m->vals);
+    memset(m, 0, sizeof(*m));
+}
+
+/* ---------------------------------------------------------------- URIs (RFC 3986) */
+
+typedef struct {
+    const char *scheme, *auth, *path, *query, *frag;
+    size_t lscheme, lauth, lpath, lquery, lfrag;
+    int has_scheme, has_auth, has_query, has_frag;
+} s_uri_t;
+
+static void s_uri_parse(const char *s, s_uri_t *u)
+{
+    memset(u, 0, sizeof(*u));
+    const char *p = s;
+    const char *q = p;
+    if (isalpha((unsigned char)*q)) {
+        while (isalnum((unsigned char)*q) || *q == '+' || *q == '-' || *q == '.') {
+            q++;
+        }
+        if (*q == ':') {
+            u->has_scheme = 1;
+            u->scheme = p;
+            u->lscheme = (size_t)(q - p);
+            p = q + 1;
+        }
+    }
+    if (p[0] == '/' && p[1] == '/') {
+        p += 2;
+        u->has_auth = 1;
+        u->auth = p;
+        while (*p && *p != '/' && *p != '?' && *p != '#') {
+            p++;
+        }
+        u->lauth = (size_t)(p - u->auth);
+    }
+    u->path = p;
+    while (*p && *p != '?' && *p != '#') {
+        p++;
+    }
+    u->lpath = (size_t)(p - u->path);
+    if (*p == '?') {
+        u->has_query = 1;
+        u->query = ++p;
+        while (*p && *p != '#') {
+            p++;
+        }
+        u->lquery = (size_t)(p - u->query);
+    }
+    if (*p == '#') {
+        u->has_frag = 1;
+        u->frag = ++p;
+        u->lfrag = strlen(p);
+    }
+}
+
+/* remove_dot_segments of RFC 3986 5.2.4, appended to out. */
+static void s_remove_dots(s_buf_t *out, const char *in, size_t n)
+{
+    char *buf = malloc(n + 1);
+    size_t olen0 = out->len;
+    if (!buf) {
+        out->failed = 1;
+        return;
+    }
+    memcpy(buf, in, n);
+    buf[n] = '\0';
+    char *p = buf;
+    while (*p) {
+        if (!strncmp(p, "../", 3)) {
+            p += 3;
+        } else if (!strncmp(p, "./", 2)) {
+            p += 2;
+        } else if (!strncmp(p, "/./", 3)) {
+            p += 2;
+        } else if (!strcmp(p, "/.")) {
+            p[1] = '\0';
+        } else if (!strncmp(p, "/../", 4) || !strcmp(p, "/..")) {
+            if (p[3] == '/') {
+                p += 3;
+            } else {
+                p += 2;
+                p[0] = '/';
+            }
+            /* remove the last segment of out */
+            while (out->len > olen0 && out->data[out->len - 1] != '/') {
+                out->len--;
+            }
+            if (out->len > olen0) {
+                out->len--;
+            }
+            if (out->data) {
+                out->data[out->len] = '\0';
+            }
+        } else if (!strcmp(p, ".") || !strcmp(p, "..")) {
+            break;
+        } else {
+            char *e = p + (*p == '/' ? 1 : 0);
+            while (*e && *e != '/') {
+                e++;
+            }
+            s_buf_putn(out, p, (size_t)(e - p));
+            p = e;
+        }
+    }
+    free(buf);
+}
+
+/* Resolves ref against base (RFC 3986 5.2.2).  Returns a new string or NULL. */
+static char *s_uri_resolve(const char *base, const char *ref)
+{
+    s_uri_t b, r;
+    s_buf_t out = { 0 };
+    s_uri_parse(ref, &r);
+    s_uri_parse(base ? base : "", &b);
+    const s_uri_t *sch = &r, *auth = &r;
+    const char *qs = r.query;
+    size_t lq = r.lquery;
+    int hq = r.has_query;
+    s_buf_t path = { 0 };
+    s_buf_puts(&path, "");
+    if (r.has_scheme) {
+        s_remove_dots(&path, r.path, r.lpath);
+    } else {
+        sch = &b;
+        if (r.has_auth) {
+            s_remove_dots(&path, r.path, r.lpath);
+        } else {
+            auth = &b;
+            if (r.lpath == 0) {
+                s_buf_putn(&path, b.path, b.lpath);
+                if (!r.has_query) {
+                    qs = b.query;
+                    lq = b.lquery;
+                    hq = b.has_query;
+                }
+            } else if (r.path[0] == '/') {
+                s_remove_dots(&path, r.path, r.lpath);
+            } else {
+                s_buf_t merged = { 0 };
+                if (b.has_auth && b.lpath == 0) {
+                    s_buf_puts(&merged, "/");
+                } else {
+                    size_t k = b.lpath;
+                    while (k > 0 && b.path[k - 1] != '/') {
+                        k--;
+                    }
+                    s_buf_putn(&merged, b.path, k);
+                }
+                s_buf_putn(&merged, r.path, r.lpath);
+                if (merged.data) {
+                    s_remove_dots(&path, merged.data, merged.len);
+                }
+                if (merged.failed) {
+                    path.failed = 1;
+                }
+                free(merged.data);
+            }
+        }
+    }
+    if (sch->has_scheme) {
+        s_buf_putn(&out, sch->scheme, sch->lscheme);
+        s_buf_puts(&out, ":");
+    }
+    if (auth->has_auth) {
+        s_buf_puts(&out, "//");
+        s_buf_putn(&out, auth->auth, auth->lauth);
+    }
+    if (path.data) {
+        s_buf_putn(&out, path.data, path.len);
+    }
+    if (hq) {
+        s_buf_puts(&out, "?");
+        s_buf_putn(&out, qs, lq);
+    }
+    if (r.has_frag) {
+        s_buf_puts(&out, "#");
+        s_buf_putn(&out, r.frag, r.lfrag);
+    }
+    s_buf_puts(&out, "");
+    int failed = out.failed || path.failed;
+    free(path.data);
+    if (failed) {
+        free(out.data);
+        return NULL;
+    }
+    return out.data;
+}
+
+/* Splits uri at '#': returns the part before as a new string; *frag points into uri (NULL when
+ * there is no '#'). */
+static char *s_uri_split(const char *uri, const char **frag)
+{
+    const char *h = strchr(uri, '#');
+    *frag = h ? h + 1 : NULL;
+    return strndup(uri, h ? (size_t)(h - uri) : strlen(uri));
+}
+
+static int s_hexval(int c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+static char *s_pct_decode(const char *s)
+{
+    size_t n = strlen(s);
+    char *r = malloc(n + 1), *o = r;
+    if (!r) {
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '%' && i + 2 < n + 1 && s_hexval(s[i + 1]) >= 0 && s_hexval(s[i + 2]) >= 0) {
+            *o++ = (char)(s_hexval(s[i + 1]) * 16 + s_hexval(s[i + 2]));
+            i += 2;
+        } else {
+            *o++ = s[i];
+        }
+    }
+    *o = '\0';
+    return r;
+}
+
+/* Follows JSON Pointer ptr (already percent-decoded) from root; NULL if absent. */
+static json_t *s_json_pointer(json_t *root, const char *ptr)
+{
+    json_t *cur = root;
+    if (*ptr == '\0') {
+        return root;
+    }
+    if (*ptr != '/') {
+        return NULL;
+    }
+    char tok[1024];
+    while (cur && *ptr == '/') {
+        ptr++;
+        size_t n = 0;
+        while (*ptr && *ptr != '/' && n + 1 < sizeof(tok)) {
+            if (*ptr == '~' && ptr[1] == '0') {
+                tok[n++] = '~';
+                ptr += 2;
+            } else if (*ptr == '~' && ptr[1] == '1') {
+                tok[n++] = '/';
+                ptr += 2;
+            } else {
+                tok[n++] = *ptr++;
+            }
+        }
+        tok[n] = '\0';
+        if (json_is_object(cur)) {
+            cur = json_object_get(cur, tok);
+        } else if (json_is_array(cur)) {
+            char *end;
+            if (!n || (n > 1 && tok[0] == '0')) {
+                return NULL;
+            }
+            unsigned long idx = strtoul(tok, &end, 10);
+            cur = *end ? NULL : json_array_get(cur, idx);
+        } else {
+            return NULL;
+        }
+    }
+    return cur;
+}
+
+/* ---------------------------------------------------------------- index of documents */
+
+typedef struct {
+    char *base;       /* base URI (no fragment) */
+    char *schema_uri; /* "$schema" in force (may be NULL) */
+    int draft;        /* 7 or 2020 */
+    json_t *resource; /* the schema object that is the root of the resource */
+    char *dyn_anchor; /* "$dynamicAnchor" of this object, or NULL */
+} s_info_t;
+
+typedef struct {
+    json_t *uris;    /* "uri" and "uri#anchor" -> schema (new refs) */
+    json_t *dyn;     /* resource uri -> {name: schema} of its $dynamicAnchors */
+    s_pmap_t infos;  /* json_t* -> s_info_t* */
+    json_t *docs;    /* array of the documents (keeps them alive) */
+} s_index_t;
+
+struct em_schema_store {
+    s_index_t idx;
+};
+
+static int s_index_init(s_index_t *x)
+{
+    memset(x, 0, sizeof(*x));
+    x->uris = json_object();
+    x->dyn = json_object();
+    x->docs = json_array();
+    return x->uris && x->dyn && x->docs ? 0 : -1;
+}
+
+static void s_index_free(s_index_t *x)
+{
+    for (size_t i = 0; i < x->infos.cap; i++) {
+        if (x->infos.keys && x->infos.keys[i]) {
+            s_info_t *in = x->infos.vals[i];
+            free(in->base);
+            free(in->schema_uri);
+            free(in->dyn_anchor);
+            free(in);
+        }
+    }
+    s_pmap_free(&x->infos);
+    json_decref(x->uris);
+    json_decref(x->dyn);
+    json_decref(x->docs);
+}
+
+static int s_draft_of(const char *schema_uri, int dflt)
+{
+    if (!schema_uri) {
+        return dflt;
+    }
+    if (strstr(schema_uri, "json-schema.org/draft-07/schema") ||
+        strstr(schema_uri, "json-schema.org/draft-06/schema") ||
+        strstr(schema_uri, "json-schema.org/draft-04/schema")) {
+        return 7;
+    }
+    if (strstr(schema_uri, "json-schema.org/draft/2020-12/schema") ||
+        strstr(schema_uri, "json-schema.org/draft/2019-09/schema")) {
+        return 2020;
+    }
+    return dflt;
+}
+
+static char *s_strip_empty_frag(const char *uri)
+{
+    size_t n = strlen(uri);
+    if (n && uri[n - 1] == '#') {
+        n--;
+    }
+    return strndup(uri, n);
+}
+
+static int s_walk(s_index_t *x, json_t *node, const char *base, const char *schema_uri, int draft,
+                  json_t *resource, int is_root);
+
+static int s_walk_map(s_index_t *x, json_t *m, const char *base, const char *su, int draft,
+                      json_t *res)
+{
+    const char *k;
+    json_t *v;
+    if (!json_is_object(m)) {
+        return 0;
+    }
+    json_object_foreach(m, k, v)
+    {
+        if (s_walk(x, v, base, su, draft, res, 0) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int s_walk_arr(s_index_t *x, json_t *a, const char *base, const char *su, int draft,
+                      json_t *res)
+{
+    size_t i;
+    json_t *v;
+    if (!json_is_array(a)) {
+        return 0;
+    }
+    json_array_foreach(a, i, v)
+    {
+        if (s_walk(x, v, base, su, draft, res, 0) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int s_walk(s_index_t *x, json_t *node, const char *base, const char *schema_uri, int draft,
+                  json_t *resource, int is_root)
+{
+    if (!json_is_object(node) || s_pmap_get(&x->infos, node)) {
+        return 0;
+    }
+    char *nbase = NULL;
+    char *su = NULL;
+    int rc = -1;
+    json_t *sch = json_object_get(node, "$schema");
+    json_t *id = json_object_get(node, "$id");
+    if (draft == 7 && json_object_get(node, "$ref")) {
+        id = NULL;
+    }
+    if (json_is_string(sch) && (is_root || json_is_string(id))) {
+        su = s_strip_empty_frag(json_string_value(sch));
+        draft = s_draft_of(su, draft);
+        schema_uri = su;
+    }
+    if (json_is_string(id)) {
+        const char *frag;
+        char *abs = s_uri_resolve(base, json_string_value(id));
+        char *doc = abs ? s_uri_split(abs, &frag) : NULL;
+        if (!doc) {
+            free(abs);
+            goto out;
+        }
+        if (json_string_value(id)[0] == '#' && draft == 7) {
+            /* draft-07 plain-name fragment: an anchor */
+            char *key = s_strcat3(base, "#", frag);
+            if (key) {
+                json_object_set(x->uris, key, node);
+            }
+            free(key);
+            free(doc);
+        } else {
+            nbase = doc;
+            base = nbase;
+            resource = node;
+            json_object_set(x->uris, base, node);
+            if (frag && *frag && draft == 7) {
+                char *key = s_strcat3(base, "#", frag);
+                if (key) {
+                    json_object_set(x->uris, key, node);
+                }
+                free(key);
+            }
+        }
+        free(abs);
+    } else if (is_root) {
+        json_object_set(x->uris, base, node);
+    }
+    s_info_t *in = calloc(1, sizeof(*in));
+    if (!in) {
+        goto out;
+    }
+    in->base = strdup(base);
+    in->schema_uri = schema_uri ? strdup(schema_uri) : NULL;
+    in->draft = draft;
+    in->resource = resource;
+    if (!in->base || s_pmap_put(&x->infos, node, in) < 0) {
+        free(in->base);
+        free(in->schema_uri);
+        free(in);
+        goto out;
+    }
+    if (draft == 2020) {
+        json_t *a = json_object_get(node, "$anchor");
+        if (json_is_string(a)) {
+            char *key = s_strcat3(base, "#", json_string_value(a));
+            if (key) {
+                json_object_set(x->uris, key, node);
+            }
+            free(key);
+        }
+        a = json_object_get(node, "$dynamicAnchor");
+        if (json_is_string(a)) {
+            char *key = s_strcat3(base, "#", json_string_value(a));
+            if (key) {
+                json_object_set(x->uris, key, node);
+            }
+            free(key);
+            in->dyn_anchor = strdup(json_string_value(a));
+            json_t *d = json_object_get(x->dyn, base);
+            if (!d) {
+                d = json_object();
+                json_object_set_new(x->dyn, base, d);
+            }
+            json_object_set(d, json_string_value(a), node);
+        }
+    }
+    /* subschemas */
+    static const char *const single[] = { "not", "if", "then", "else", "contains",
+                                          "additionalProperties", "propertyNames",
+                                          "unevaluatedProperties", "unevaluatedItems",
+                                          "additionalItems", "items", "contentSchema", NULL };
+    static const char *const maps[] = { "properties", "patternProperties", "$defs",
+                                        "definitions", "dependentSchemas", "dependencies", NULL };
+    static const char *const arrs[] = { "allOf", "anyOf", "oneOf", "prefixItems", "items", NULL };
+    for (int i = 0; single[i]; i++) {
+        if (s_walk(x, json_object_get(node, single[i]), base, schema_uri, draft, resource, 0) < 0) {
+            goto out;
+        }
+    }
+    for (int i = 0; maps[i]; i++) {
+        if (s_walk_map(x, json_object_get(node, maps[i]), base, schema_uri, draft, resource) < 0) {
+            goto out;
+        }
+    }
+    for (int i = 0; arrs[i]; i++) {
+        if (s_walk_arr(x, json_object_get(node, arrs[i]), base, schema_uri, draft, resource) < 0) {
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    free(nbase);
+    free(su);
+    return rc;
+}
+
+static int s_index_add(s_index_t *x, const char *uri, json_t *doc, int draft)
+{
+    char *u = s_strip_empty_frag(uri);
+    if (!u) {
+        return -1;
+    }
+    json_array_append(x->docs, doc);
+    json_object_set(x->uris, u, doc);
+    int rc = s_walk(x, doc, u, NULL, draft, doc, 1);
+    free(u);
+    return rc;
+}
+
+em_schema_store_t *em_schema_store_new(void)
+{
+    em_schema_store_t *s = calloc(1, sizeof(*s));
+    if (s && s_index_init(&s->idx) < 0) {
+        s_index_free(&s->idx);
+        free(s);
+        s = NULL;
+    }
+    return s;
+}
+
+void em_schema_store_destroy(em_schema_store_t **store)
+{
+    if (store && *store) {
+        s_index_free(&(*store)->idx);
+        free(*store);
+        *store = NULL;
+    }
+}
+
+int em_schema_store_add(em_schema_store_t *store, const char *uri, json_t *doc,
+                        em_draft_t default_draft)
+{
+    if (!store || !uri || !doc) {
+        return -1;
+    }
+    return s_index_add(&store->idx, uri, doc, default_draft == EM_DRAFT_07 ? 7 : 2020);
+}
+
+static int s_add_file(em_schema_store_t *store, const char *path, const char *uri, int draft)
+{
+    json_error_t jerr;
+    json_t *doc = json_load_file(path, JSON_DECODE_ANY, &jerr);
+    if (!doc) {
+        return -1;
+    }
+    int rc = em_schema_store_add(store, uri, doc, draft);
+    json_decref(doc);
+    return rc;
+}
+
+int em_schema_store_add_metaschemas(em_schema_store_t *store, const char *dir)
+{
+    static const char *const names[] = { "core",      "applicator",        "unevaluated",
+                                         "validation", "meta-data",        "format-annotation",
+                                         "format-assertion", "content", NULL };
+    char path[4096], uri[256];
+    snprintf(path, sizeof(path), "%s/draft2020-12/schema.json", dir);
+    if (s_add_file(store, path, "https://json-schema.org/draft/2020-12/schema", EM_DRAFT_2020_12) < 0) {
+        return -1;
+    }
+    for (int i = 0; names[i]; i++) {
+        snprintf(path, sizeof(path), "%s/draft2020-12/meta/%s.json", dir, names[i]);
+        snprintf(uri, sizeof(uri), "https://json-schema.org/draft/2020-12/meta/%s", names[i]);
+        if (s_add_file(store, path, uri, EM_DRAFT_2020_12) < 0) {
+            return -1;
+        }
+    }
+    snprintf(path, sizeof(path), "%s/draft-07/schema.json", dir);
+    return s_add_file(store, path, "http://json-schema.org/draft-07/schema", EM_DRAFT_07);
+}
+
+static int s_add_dir(em_schema_store_t *store, const char *dir, const char *base, int draft)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+    if (!d) {
+        return -1;
+    }
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') {
+            continue;
+        }
+        char path[4096], uri[4096];
+        struct stat st;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if (stat(path, &st) < 0) {
+            continue;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            snprintf(uri, sizeof(uri), "%s%s/", base, e->d_name);
+            int k = s_add_dir(store, path, uri, draft);
+            if (k < 0) {
+                n = -1;
+                break;
+            }
+            n += k;
+        } else {
+            size_t l = strlen(e->d_name);
+            if (l < 5 || strcmp(e->d_name + l - 5, ".json")) {
+                continue;
+            }
+            snprintf(uri, sizeof(uri), "%s%s", base, e->d_name);
+            if (s_add_file(store, path, uri, draft) < 0) {
+                n = -1;
+                break;
+            }
+            n++;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+int em_schema_store_add_dir(em_schema_store_t *store, const char *dir, const char *base_uri,
+                            em_draft_t default_draft)
+{
+    return s_add_dir(store, dir, base_uri, default_draft);
+}
+
+/* ---------------------------------------------------------------- compiled form */
+
+enum {
+    K_REF,
+    K_DYNREF,
+    K_TYPE,
+    K_ENUM,
+    K_CONST,
+    K_MULTIPLEOF,
+    K_MAXIMUM,
+    K_EXMAXIMUM,
+    K_MINIMUM,
+    K_EXMINIMUM,
+    K_MAXLENGTH,
+    K_MINLENGTH,
+    K_PATTERN,
+    K_FORMAT,
+    K_MAXITEMS,
+    K_MINITEMS,
+    K_UNIQUE,
+    K_MAXPROPS,
+    K_MINPROPS,
+    K_REQUIRED,
+    K_DEPREQ,
+    K_ALLOF,
+    K_ANYOF,
+    K_ONEOF,
+    K_NOT,
+    K_IF,
+    K_DEPSCHEMAS,
+    K_PROPS,
+    K_PROPNAMES,
+    K_ITEMS,
+    K_CONTAINS,
+    K_UNEVAL_PROPS,
+    K_UNEVAL_ITEMS,
+};
+
+enum { T_NULL = 1, T_BOOL = 2, T_OBJECT = 4, T_ARRAY = 8, T_NUMBER = 16, T_STRING = 32, T_INT = 64 };
+
+enum {
+    F_NONE,
+    F_DATE,
+    F_DATETIME,
+    F_TIME,
+    F_DURATION,
+    F_EMAIL,
+    F_HOSTNAME,
+    F_IPV4,
+    F_IPV6,
+    F_URI,
+    F_URIREF,
+    F_UUID,
+    F_REGEX,
+    F_JSONPTR,
+};
+
+typedef struct s_node s_node_t;
+typedef struct s_resource s_resource_t;
+
+typedef struct {
+    pcre2_code *code;
+    const char *src;
+} s_re_t;
+
+typedef struct {
+    const char *key; /* property name, pattern source or dependency name */
+    s_node_t *node;
+    s_re_t *re;
+    json_t *req; /* draft-07 "dependencies" array form */
+} s_entry_t;
+
+typedef struct {
+    int op;
+    const char *name; /* keyword as written (for schemaPath) */
+    json_t *val;      /* the keyword's value (borrowed from the schema) */
+    long double num;
+    size_t n;
+    size_t n2;
+    unsigned mask;
+    int fmt;
+    s_re_t *re;
+    s_node_t *a, *b, *c;  /* single subschemas (if/then/else, not, contains, additional...) */
+    s_node_t **list;      /* allOf/anyOf/oneOf/prefixItems */
+    s_entry_t *ents;      /* properties, dependentSchemas */
+    s_entry_t *pents;     /* patternProperties */
+    const char *aname;    /* name of kw a (e.g. "items" / "additionalItems") */
+    const char *dyn_name; /* $dynamicRef anchor */
+    size_t max;           /* maxContains (SIZE_MAX: none) */
+} s_kw_t;
+
+typedef struct {
+    const char *name;
+    s_node_t *node;
+} s_dyn_t;
+
+struct s_resource {
+    s_dyn_t *dyn;
+    size_t ndyn;
+};
+
+struct s_node {
+    int boolean; /* -1: object schema; 0: false; 1: true */
+    s_kw_t *kws;
+    size_t nkw;
+    s_resource_t *res; /* the resource holding this schema (dynamic scope; 2020-12 only) */
+    int uneval;        /* has unevaluatedProperties/unevaluatedItems */
+    int draft;
+};
+
+typedef struct s_alloc {
+    struct s_alloc *next;
+} s_alloc_t;
+
+struct em_schema {
+    json_t *schema;
+    s_node_t *root;
+    s_index_t idx;
+    const s_index_t *store;
+    s_pmap_t nodes;     /* json_t* -> s_node_t* */
+    s_pmap_t resources; /* resource root json_t* -> s_resource_t* */
+    s_alloc_t *allocs;
+    int format_assert;
+    int forced_draft;
+    s_node_t true_node, false_node;
+    pcre2_code **codes;
+    size_t ncodes, capcodes;
+    char *err;
+};
+
+/* All compile-time allocations are chained for em_schema_destroy. */
+static void *s_alloc(em_schema_t *s, size_t n)
+{
+    s_alloc_t *a = calloc(1, sizeof(s_alloc_t) + n + 16);
+    if (!a) {
+        return NULL;
+    }
+    a->next = s->allocs;
+    s->allocs = a;
+    return (char *)a + sizeof(s_alloc_t) + 16 - (sizeof(s_alloc_t) % 16);
+}
+
+static char *s_sdup(em_schema_t *s, const char *str)
+{
+    size_t n = strlen(str);
+    char *r = s_alloc(s, n + 1);
+    if (r) {
+        memcpy(r, str, n + 1);
+    }
+    return r;
+}
+
+static void s_set_err(em_schema_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void s_set_err(em_schema_t *s, const char *fmt, ...)
+{
+    if (s->err) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&s->err, fmt, ap) < 0) {
+        s->err = NULL;
+    }
+    va_end(ap);
+}
+
+static s_info_t *s_info(const em_schema_t *s, const json_t *j)
+{
+    s_info_t *in = s_pmap_get(&s->idx.infos, j);
+    if (!in && s->store) {
+        in = s_pmap_get(&s->store->infos, j);
+    }
+    return in;
+}
+
+static json_t *s_lookup_uri(const em_schema_t *s, const char *uri)
+{
+    json_t *j = json_object_get(s->idx.uris, uri);
+    if (!j && s->store) {
+        j = json_object_get(s->store->uris, uri);
+    }
+    return j;
+}
+
+static void s_re_free_all(em_schema_t *s);
+
+/* ECMA-262 spells Unicode general categories in long form (\p{Letter}); PCRE2 10.42 knows
+ * the short ones.  Returns a new string with \p{Long} / \P{Long} rewritten. */
+static char *s_re_translate(const char *src)
+{
+    static const char *const names[][2] = {
+        { "Letter", "L" },           { "Cased_Letter", "LC" },     { "Uppercase_Letter", "Lu" },
+        { "Lowercase_Letter", "Ll" }, { "Titlecase_Letter", "Lt" }, { "Modifier_Letter", "Lm" },
+        { "Other_Letter", "Lo" },    { "Mark", "M" },              { "Nonspacing_Mark", "Mn" },
+        { "Spacing_Mark", "Mc" },    { "Enclosing_Mark", "Me" },   { "Number", "N" },
+        { "Decimal_Number", "Nd" },  { "digit", "Nd" },            { "Letter_Number", "Nl" },
+        { "Other_Number", "No" },    { "Punctuation", "P" },       { "punct", "P" },
+        { "Connector_Punctuation", "Pc" }, { "Dash_Punctuation", "Pd" },
+        { "Open_Punctuation", "Ps" }, { "Close_Punctuation", "Pe" },
+        { "Initial_Punctuation", "Pi" }, { "Final_Punctuation", "Pf" },
+        { "Other_Punctuation", "Po" }, { "Symbol", "S" },          { "Math_Symbol", "Sm" },
+        { "Currency_Symbol", "Sc" }, { "Modifier_Symbol", "Sk" },  { "Other_Symbol", "So" },
+        { "Separator", "Z" },        { "Space_Separator", "Zs" },  { "Line_Separator", "Zl" },
+        { "Paragraph_Separator", "Zp" }, { "Other", "C" },         { "Control", "Cc" },
+        { "cntrl", "Cc" },           { "Format", "Cf" },           { "Surrogate", "Cs" },
+        { "Private_Use", "Co" },     { "Unassigned", "Cn" },       { NULL, NULL }
+    };
+    s_buf_t b = { 0 };
+    s_buf_puts(&b, "");
+    for (const char *p = src; *p; p++) {
+        if (p[0] == '\\' && (p[1] == 'p' || p[1] == 'P') && p[2] == '{') {
+            const char *e = strchr(p + 3, '}');
+            const char *eq = e ? memchr(p + 3, '=', (size_t)(e - p - 3)) : NULL;
+            const char *name = eq ? eq + 1 : p + 3;
+            int done = 0;
+            for (int i = 0; e && names[i][0]; i++) {
+                if (strlen(names[i][0]) == (size_t)(e - name) &&
+                    !strncmp(name, names[i][0], (size_t)(e - name))) {
+                    s_buf_putn(&b, p, 3);
+                    s_buf_puts(&b, names[i][1]);
+                    s_buf_puts(&b, "}");
+                    p = e;
+                    done = 1;
+                    break;
+                }
+            }
+            if (done) {
+                continue;
+            }
+        }
+        if (p[0] == '\\' && p[1]) {
+            s_buf_putn(&b, p, 2);
+            p++;
+            continue;
+        }
+        s_buf_putn(&b, p, 1);
+    }
+    if (b.failed) {
+        free(b.data);
+        return NULL;
+    }
+    return b.data;
+}
+
+static pcre2_code *s_pcre_compile(const char *src)
+{
+    int errcode;
+    PCRE2_SIZE erroff;
+    char *tr = s_re_translate(src);
+    if (!tr) {
+        return NULL;
+    }
+    pcre2_compile_context *cc = pcre2_compile_context_create(NULL);
+    if (cc) {
+        pcre2_set_compile_extra_options(cc, PCRE2_EXTRA_ALT_BSUX);
+    }
+    pcre2_code *code = pcre2_compile((PCRE2_SPTR)tr, PCRE2_ZERO_TERMINATED,
+                                     PCRE2_UTF | PCRE2_DOLLAR_ENDONLY, &errcode, &erroff, cc);
+    pcre2_compile_context_free(cc);
+    free(tr);
+    return code;
+}
+
+static s_re_t *s_re_compile(em_schema_t *s, const char *src)
+{
+    pcre2_code *code = s_pcre_compile(src);
+    if (!code) {
+        return NULL;
+    }
+    pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
+    if (s->ncodes == s->capcodes) {
+        size_t cap = s->capcodes ? s->capcodes * 2 : 16;
+        pcre2_code **c = realloc(s->codes, cap * sizeof(*c));
+        if (!c) {
+            pcre2_code_free(code);
+            return NULL;
+        }
+        s->codes = c;
+        s->capcodes = cap;
+    }
+    s->codes[s->ncodes++] = code;
+    s_re_t *re = s_alloc(s, sizeof(*re));
+    if (!re) {
+        return NULL;
+    }
+    re->code = code;
+    re->src = s_sdup(s, src);
+    return re;
+}
+
+static _Thread_local pcre2_match_data *tl_md;
+
+static int s_re_match(const s_re_t *re, const char *str, size_t len)
+{
+    if (!tl_md) {
+        tl_md = pcre2_match_data_create(1, NULL);
+        if (!tl_md) {
+            return -1;
+        }
+    }
+    int rc = pcre2_match(re->code, (PCRE2_SPTR)str, len, 0, 0, tl_md, NULL);
+    return rc >= 0 ? 1 : (rc == PCRE2_ERROR_NOMATCH ? 0 : -1);
+}
+
+static s_node_t *s_compile_node(em_schema_t *s, json_t *j, const s_info_t *parent);
+static s_resource_t *s_resource(em_schema_t *s, const s_info_t *in);
+
+static s_node_t *s_compile_ref(em_schema_t *s, const char *base, const char *ref,
+                               const s_info_t *from, s_node_t **dyn_target_has)
+{
+    (void)dyn_target_has;
+    char *abs = s_uri_resolve(base, ref);
+    const char *frag;
+    char *doc = abs ? s_uri_split(abs, &frag) : NULL;
+    s_node_t *n = NULL;
+    json_t *target = NULL;
+    if (!doc) {
+        s_set_err(s, "out of memory");
+        goto out;
+    }
+    json_t *r = s_lookup_uri(s, doc);
+    if (!r) {
+        s_set_err(s, "cannot resolve $ref \"%s\" (%s)", ref, doc);
+        goto out;
+    }
+    if (!frag || !*frag) {
+        target = r;
+    } else {
+        char *dec = s_pct_decode(frag);
+        if (!dec) {
+            goto out;
+        }
+        if (dec[0] == '/') {
+            target = s_json_pointer(r, dec);
+        } else {
+            char *key = s_strcat3(doc, "#", dec);
+            target = key ? s_lookup_uri(s, key) : NULL;
+            free(key);
+        }
+        free(dec);
+    }
+    if (!target) {
+        s_set_err(s, "cannot resolve $ref \"%s\"", ref);
+        goto out;
+    }
+    const s_info_t *ti = s_info(s, r);
+    n = s_compile_node(s, target, ti ? ti : from);
+out:
+    free(abs);
+    free(doc);
+    return n;
+}
+
+static int s_size_of(const json_t *v, size_t *out)
+{
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        *out = (size_t)json_integer_value(v);
+        return 0;
+    }
+    if (json_is_real(v) && json_real_value(v) >= 0 && floor(json_real_value(v)) == json_real_value(v)) {
+        double d = json_real_value(v);
+        *out = d > 1e18 ? SIZE_MAX : (size_t)d;
+        return 0;
+    }
+    return -1;
+}
+
+static long double s_num(const json_t *v)
+{
+    return json_is_integer(v) ? (long double)json_integer_value(v) : (long double)json_real_value(v);
+}
+
+static unsigned s_type_bit(const char *t)
+{
+    if (!strcmp(t, "null")) {
+        return T_NULL;
+    }
+    if (!strcmp(t, "boolean")) {
+        return T_BOOL;
+    }
+    if (!strcmp(t, "object")) {
+        return T_OBJECT;
+    }
+    if (!strcmp(t, "array")) {
+        return T_ARRAY;
+    }
+    if (!strcmp(t, "number")) {
+        return T_NUMBER;
+    }
+    if (!strcmp(t, "string")) {
+        return T_STRING;
+    }
+    if (!strcmp(t, "integer")) {
+        return T_INT;
+    }
+    return 0;
+}
+
+static int s_format_id(const char *f)
+{
+    static const struct {
+        const char *n;
+        int id;
+    } t[] = { { "date", F_DATE },       { "date-time", F_DATETIME },
+              { "time", F_TIME },       { "duration", F_DURATION },
+              { "email", F_EMAIL },     { "hostname", F_HOSTNAME },
+              { "ipv4", F_IPV4 },       { "ipv6", F_IPV6 },
+              { "uri", F_URI },         { "uri-reference", F_URIREF },
+              { "uuid", F_UUID },       { "regex", F_REGEX },
+              { "json-pointer", F_JSONPTR }, { NULL, 0 } };
+    for (int i = 0; t[i].n; i++) {
+        if (!strcmp(t[i].n, f)) {
+            return t[i].id;
+        }
+    }
+    return F_NONE;
+}
+
+enum { V_APPLICATOR = 1, V_VALIDATION = 2, V_UNEVAL = 4, V_FORMAT = 8, V_ALL = 7 };
+
+static unsigned s_vocab(em_schema_t *s, const s_info_t *in)
+{
+    if (!in || !in->schema_uri || in->draft != 2020) {
+        return V_ALL;
+    }
+    json_t *m = s_lookup_uri(s, in->schema_uri);
+    json_t *voc = m ? json_object_get(m, "$vocabulary") : NULL;
+    if (!json_is_object(voc)) {
+        return V_ALL;
+    }
+    unsigned v = 0;
+    const char *k;
+    json_t *val;
+    json_object_foreach(voc, k, val)
+    {
+        if (strstr(k, "/vocab/applicator")) {
+            v |= V_APPLICATOR;
+        } else if (strstr(k, "/vocab/validation")) {
+            v |= V_VALIDATION;
+        } else if (strstr(k, "/vocab/unevaluated")) {
+            v |= V_UNEVAL;
+        } else if (strstr(k, "/vocab/format-assertion")) {
+            v |= V_FORMAT;
+        }
+    }
+    return v;
+}
+
+typedef struct {
+    s_kw_t *v;
+    size_t n, cap;
+} s_kwv_t;
+
+static s_kw_t *s_kw_push(s_kwv_t *kv, int op, const char *name)
+{
+    if (kv->n == kv->cap) {
+        size_t cap = kv->cap ? kv->cap * 2 : 8;
+        s_kw_t *v = realloc(kv->v, cap * sizeof(*v));
+        if (!v) {
+            return NULL;
+        }
+        kv->v = v;
+        kv->cap = cap;
+    }
+    s_kw_t *k = &kv->v[kv->n++];
+    memset(k, 0, sizeof(*k));
+    k->op = op;
+    k->name = name;
+    k->max = SIZE_MAX;
+    return k;
+}
+
+static s_node_t **s_compile_list(em_schema_t *s, json_t *arr, const s_info_t *in, size_t *n)
+{
+    *n = json_array_size(arr);
+    s_node_t **l = s_alloc(s, (*n + 1) * sizeof(*l));
+    if (!l) {
+        return NULL;
+    }
+    for (size_t i = 0; i < *n; i++) {
+        l[i] = s_compile_node(s, json_array_get(arr, i), in);
+        if (!l[i]) {
+            return NULL;
+        }
+    }
+    return l;
+}
+
+#define S_NEED(x)                                                                                  \
+    do {                                                                                           \
+        if (!(x)) {                                                                                \
+            goto fail;                                                                             \
+        }                                                                                          \
+    } while (0)
+
+static int s_compile_kws(em_schema_t *s, s_node_t *node, json_t *j, const s_info_t *in)
+{
+    s_kwv_t kv = { 0 };
+    s_kw_t *k;
+    json_t *v;
+    int d7 = in->draft == 7;
+    unsigned voc = s_vocab(s, in);
+    int fmt_assert = s->format_assert || (voc & V_FORMAT);
+
+    if ((v = json_object_get(j, "$ref"))) {
+        S_NEED(json_is_string(v));
+        S_NEED(k = s_kw_push(&kv, K_REF, "$ref"));
+        S_NEED(k->a = s_compile_ref(s, in->base, json_string_value(v), in, NULL));
+        if (d7) {
+            goto done; /* draft-07: $ref overrides its siblings */
+        }
+    }
+    if (!d7 && (v = json_object_get(j, "$dynamicRef"))) {
+        S_NEED(json_is_string(v));
+        S_NEED(k = s_kw_push(&kv, K_DYNREF, "$dynamicRef"));
+        S_NEED(k->a = s_compile_ref(s, in->base, json_string_value(v), in, NULL));
+        const char *h = strchr(json_string_value(v), '#');
+        if (h && h[1] && h[1] != '/') {
+            /* dynamic only if the initially resolved schema has a matching $dynamicAnchor */
+            char *abs = s_uri_resolve(in->base, json_string_value(v));
+            const char *frag;
+            char *doc = abs ? s_uri_split(abs, &frag) : NULL;
+            json_t *t = NULL;
+            if (doc && frag) {
+                char *key = s_strcat3(doc, "#", frag);
+                t = key ? s_lookup_uri(s, key) : NULL;
+                free(key);
+            }
+            const s_info_t *ti = t ? s_info(s, t) : NULL;
+            if (ti && ti->dyn_anchor && frag && !strcmp(ti->dyn_anchor, frag)) {
+                k->dyn_name = s_sdup(s, frag);
+            }
+            free(abs);
+            free(doc);
+        }
+    }
+    if (voc & V_VALIDATION) {
+        if ((v = json_object_get(j, "type"))) {
+            S_NEED(k = s_kw_push(&kv, K_TYPE, "type"));
+            k->val = v;
+            if (json_is_string(v)) {
+                k->mask = s_type_bit(json_string_value(v));
+            } else {
+                size_t i;
+                json_t *t;
+                json_array_foreach(v, i, t)
+                {
+                    if (json_is_string(t)) {
+                        k->mask |= s_type_bit(json_string_value(t));
+                    }
+                }
+            }
+            if (k->mask & T_NUMBER) {
+                k->mask |= T_INT;
+            }
+        }
+        if ((v = json_object_get(j, "enum")) && json_is_array(v)) {
+            S_NEED(k = s_kw_push(&kv, K_ENUM, "enum"));
+            k->val = v;
+        }
+        if ((v = json_object_get(j, "const"))) {
+            S_NEED(k = s_kw_push(&kv, K_CONST, "const"));
+            k->val = v;
+        }
+        static const struct {
+            const char *n;
+            int op;
+        } nums[] = { { "multipleOf", K_MULTIPLEOF },     { "maximum", K_MAXIMUM },
+                     { "exclusiveMaximum", K_EXMAXIMUM }, { "minimum", K_MINIMUM },
+                     { "exclusiveMinimum", K_EXMINIMUM }, { NULL, 0 } };
+        for (int i = 0; nums[i].n; i++) {
+            if ((v = json_object_get(j, nums[i].n)) && json_is_number(v)) {
+                S_NEED(k = s_kw_push(&kv, nums[i].op, nums[i].n));
+                k->val = v;
+                k->num = s_num(v);
+            }
+        }
+        static const struct {
+            const char *n;
+            int op;
+        } sizes[] = { { "maxLength", K_MAXLENGTH },     { "minLength", K_MINLENGTH },
+                      { "maxItems", K_MAXITEMS },       { "minItems", K_MINITEMS },
+                      { "maxProperties", K_MAXPROPS },  { "minProperties", K_MINPROPS },
+                      { NULL, 0 } };
+        for (int i = 0; sizes[i].n; i++) {
+            size_t n;
+            if ((v = json_object_get(j, sizes[i].n)) && s_size_of(v, &n) == 0) {
+                S_NEED(k = s_kw_push(&kv, sizes[i].op, sizes[i].n));
+                k->n = n;
+            }
+        }
+        if ((v = json_object_get(j, "pattern")) && json_is_string(v)) {
+            S_NEED(k = s_kw_push(&kv, K_PATTERN, "pattern"));
+            k->re = s_re_compile(s, json_string_value(v));
+            if (!k->re) {
+                s_set_err(s, "invalid pattern \"%s\"", json_string_value(v));
+                goto fail;
+            }
+        }
+        if ((v = json_object_get(j, "uniqueItems")) && json_is_true(v)) {
+            S_NEED(k = s_kw_push(&kv, K_UNIQUE, "uniqueItems"));
+        }
+        if ((v = json_object_get(j, "required")) && json_is_array(v) && json_array_size(v)) {
+            S_NEED(k = s_kw_push(&kv, K_REQUIRED, "required"));
+            k->val = v;
+        }
+        if (!d7 && (v = json_object_get(j, "dependentRequired")) && json_is_object(v)) {
+            S_NEED(k = s_kw_push(&kv, K_DEPREQ, "dependentRequired"));
+            k->val = v;
+        }
+    }
+    if (fmt_assert && (v = json_object_get(j, "format")) && json_is_string(v)) {
+        int f = s_format_id(json_string_value(v));
+        if (f != F_NONE) {
+            S_NEED(k = s_kw_push(&kv, K_FORMAT, "format"));
+            k->fmt = f;
+        }
+    }
+    if (voc & V_APPLICATOR) {
+        static const struct {
+            const char *n;
+            int op;
+        } lists[] = { { "allOf", K_ALLOF }, { "anyOf", K_ANYOF }, { "oneOf", K_ONEOF }, { NULL, 0 } };
+        for (int i = 0; lists[i].n; i++) {
+            if ((v = json_object_get(j, lists[i].n)) && json_is_array(v)) {
+                S_NEED(k = s_kw_push(&kv, lists[i].op, lists[i].n));
+                S_NEED(k->list = s_compile_list(s, v, in, &k->n));
+            }
+        }
+        if ((v = json_object_get(j, "not"))) {
+            S_NEED(k = s_kw_push(&kv, K_NOT, "not"));
+            S_NEED(k->a = s_compile_node(s, v, in));
+        }
+        if ((v = json_object_get(j, "if"))) {
+            json_t *t = json_object_get(j, "then"), *e = json_object_get(j, "else");
+            if (t || e) {
+                S_NEED(k = s_kw_push(&kv, K_IF, "if"));
+                S_NEED(k->a = s_compile_node(s, v, in));
+                if (t) {
+                    S_NEED(k->b = s_compile_node(s, t, in));
+                }
+                if (e) {
+                    S_NEED(k->c = s_compile_node(s, e, in));
+                }
+            } else if (!d7) {
+                /* "if" alone still produces annotations */
+                S_NEED(k = s_kw_push(&kv, K_IF, "if"));
+                S_NEED(k->a = s_compile_node(s, v, in));
+            }
+        }
+        v = json_object_get(j, d7 ? "dependencies" : "dependentSchemas");
+        if (json_is_object(v) && json_object_size(v)) {
+            S_NEED(k = s_kw_push(&kv, K_DEPSCHEMAS, d7 ? "dependencies" : "dependentSchemas"));
+            k->n = json_object_size(v);
+            S_NEED(k->ents = s_alloc(s, k->n * sizeof(s_entry_t)));
+            const char *key;
+            json_t *sub;
+            size_t i = 0;
+            json_object_foreach(v, key, sub)
+            {
+                S_NEED(k->ents[i].key = s_sdup(s, key));
+                if (json_is_array(sub)) {
+                    k->ents[i].req = sub;
+                } else {
+                    S_NEED(k->ents[i].node = s_compile_node(s, sub, in));
+                }
+                i++;
+            }
+        }
+        json_t *pr = json_object_get(j, "properties");
+        json_t *pp = json_object_get(j, "patternProperties");
+        json_t *ap = json_object_get(j, "additionalProperties");
+        if (json_is_object(pr) || json_is_object(pp) || ap) {
+            S_NEED(k = s_kw_push(&kv, K_PROPS, "properties"));
+            k->val = json_is_object(pr) ? pr : NULL;
+            if (k->val) {
+                k->n = json_object_size(pr);
+                S_NEED(k->ents = s_alloc(s, (k->n + 1) * sizeof(s_entry_t)));
+                const char *key;
+                json_t *sub;
+                size_t i = 0;
+                json_object_foreach(pr, key, sub)
+                {
+                    S_NEED(k->ents[i].key = s_sdup(s, key));
+                    S_NEED(k->ents[i].node = s_compile_node(s, sub, in));
+                    i++;
+                }
+            }
+            if (json_is_object(pp)) {
+                k->n2 = json_object_size(pp);
+                S_NEED(k->pents = s_alloc(s, (k->n2 + 1) * sizeof(s_entry_t)));
+                const char *key;
+                json_t *sub;
+                size_t i = 0;
+                json_object_foreach(pp, key, sub)
+                {
+                    S_NEED(k->pents[i].key = s_sdup(s, key));
+                    k->pents[i].re = s_re_compile(s, key);
+                    if (!k->pents[i].re) {
+                        s_set_err(s, "invalid pattern \"%s\"", key);
+                        goto fail;
+                    }
+                    S_NEED(k->pents[i].node = s_compile_node(s, sub, in));
+                    i++;
+                }
+            }
+            if (ap) {
+                S_NEED(k->a = s_compile_node(s, ap, in));
+            }
+        }
+        if ((v = json_object_get(j, "propertyNames"))) {
+            S_NEED(k = s_kw_push(&kv, K_PROPNAMES, "propertyNames"));
+            S_NEED(k->a = s_compile_node(s, v, in));
+        }
+        json_t *it = json_object_get(j, "items");
+        if (d7) {
+            json_t *ai = json_object_get(j, "additionalItems");
+            if (json_is_array(it)) {
+                S_NEED(k = s_kw_push(&kv, K_ITEMS, "items"));
+                S_NEED(k->list = s_compile_list(s, it, in, &k->n));
+                if (ai) {
+                    S_NEED(k->a = s_compile_node(s, ai, in));
+                    k->aname = "additionalItems";
+                }
+            } else if (it) {
+                S_NEED(k = s_kw_push(&kv, K_ITEMS, "items"));
+                S_NEED(k->a = s_compile_node(s, it, in));
+                k->aname = "items";
+            }
+        } else {
+            json_t *pi = json_object_get(j, "prefixItems");
+            if (json_is_array(pi) || it) {
+                S_NEED(k = s_kw_push(&kv, K_ITEMS, "prefixItems"));
+                if (json_is_array(pi)) {
+                    S_NEED(k->list = s_compile_list(s, pi, in, &k->n));
+                }
+                if (it) {
+                    S_NEED(k->a = s_compile_node(s, it, in));
+                    k->aname = "items";
+                }
+            }
+        }
+        if ((v = json_object_get(j, "contains"))) {
+            S_NEED(k = s_kw_push(&kv, K_CONTAINS, "contains"));
+            S_NEED(k->a = s_compile_node(s, v, in));
+            k->n = 1;
+            if (!d7) {
+                size_t n;
+                if (s_size_of(json_object_get(j, "minContains"), &n) == 0) {
+                    k->n = n;
+                }
+                if (s_size_of(json_object_get(j, "maxContains"), &n) == 0) {
+                    k->max = n;
+                }
+            }
+        }
+    }
+    if (!d7 && (voc & V_UNEVAL)) {
+        if ((v = json_object_get(j, "unevaluatedItems"))) {
+            S_NEED(k = s_kw_push(&kv, K_UNEVAL_ITEMS, "unevaluatedItems"));
+            S_NEED(k->a = s_compile_node(s, v, in));
+            node->uneval = 1;
+        }
+        if ((v = json_object_get(j, "unevaluatedProperties"))) {
+            S_NEED(k = s_kw_push(&kv, K_UNEVAL_PROPS, "unevaluatedProperties"));
+            S_NEED(k->a = s_compile_node(s, v, in));
+            node->uneval = 1;
+        }
+    }
+done:
+    if (kv.n) {
+        S_NEED(node->kws = s_alloc(s, kv.n * sizeof(s_kw_t)));
+        memcpy(node->kws, kv.v, kv.n * sizeof(s_kw_t));
+    }
+    node->nkw = kv.n;
+    free(kv.v);
+    return 0;
+fail:
+    free(kv.v);
+    s_set_err(s, "invalid schema keyword");
+    return -1;
+}
+
+/* The resource (dynamic scope entry) of the schema described by in; made once per resource. */
+static s_resource_t *s_resource(em_schema_t *s, const s_info_t *in)
+{
+    s_resource_t *r = s_pmap_get(&s->resources, in->resource);
+    if (r) {
+        return r;
+    }
+    r = s_alloc(s, sizeof(*r));
+    if (!r || s_pmap_put(&s->resources, in->resource, r) < 0) {
+        s_set_err(s, "out of memory");
+        return NULL;
+    }
+    json_t *d = json_object_get(s->idx.dyn, in->base);
+    if (!d && s->store) {
+        d = json_object_get(s->store->dyn, in->base);
+    }
+    if (d && json_object_size(d)) {
+        r->dyn = s_alloc(s, json_object_size(d) * sizeof(s_dyn_t));
+        if (!r->dyn) {
+            return NULL;
+        }
+        const char *key;
+        json_t *sub;
+        json_object_foreach(d, key, sub)
+        {
+            s_dyn_t *e = &r->dyn[r->ndyn];
+            e->name = s_sdup(s, key);
+            e->node = s_compile_node(s, sub, in);
+            if (!e->name || !e->node) {
+                return NULL;
+            }
+            r->ndyn++;
+        }
+    }
+    return r;
+}
+
+static s_node_t *s_compile_node(em_schema_t *s, json_t *j, const s_info_t *parent)
+{
+    if (json_is_true(j)) {
+        return &s->true_node;
+    }
+    if (json_is_false(j)) {
+        return &s->false_node;
+    }
+    if (!json_is_object(j)) {
+        s_set_err(s, "a schema must be an object or a boolean");
+        return NULL;
+    }
+    s_node_t *n = s_pmap_get(&s->nodes, j);
+    if (n) {
+        return n;
+    }
+    const s_info_t *in = s_info(s, j);
+    s_info_t tmp;
+    if (!in) {
+        tmp = *parent;
+        in = &tmp;
+    }
+    n = s_alloc(s, sizeof(*n));
+    if (!n || s_pmap_put(&s->nodes, j, n) < 0) {
+        s_set_err(s, "out of memory");
+        return NULL;
+    }
+    n->boolean = -1;
+    n->draft = in->draft;
+    if (s_compile_kws(s, n, j, in) < 0) {
+        return NULL;
+    }
+    if (in->draft == 2020) {
+        n->res = s_resource(s, in);
+        if (!n->res) {
+            return NULL;
+        }
+    }
+    return n;
+}
+
+static void s_re_free_all(em_schema_t *s)
+{
+    for (size_t i = 0; i < s->ncodes; i++) {
+        pcre2_code_free(s->codes[i]);
+    }
+    free(s->codes);
+    s->codes = NULL;
+    s->ncodes = 0;
+}
+
+static unsigned long s_seq;
+
+em_schema_t *em_schema_compile(const json_t *schema, const em_schema_store_t *store,
+                               const em_schema_opts_t *opts, char **err)
+{
+    em_schema_t *s = calloc(1, sizeof(*s));
+    char urn[64];
+    if (err) {
+        *err = NULL;
+    }
+    if (!s || s_index_init(&s->idx) < 0) {
+        if (s) {
+            s_index_free(&s->idx);
+        }
+        free(s);
+        if (err) {
+            *err = strdup("out of memory");
+        }
+        return NULL;
+    }
+    s->true_node.boolean = 1;
+    s->false_node.boolean = 0;
+    s->store = store ? &store->idx : NULL;
+    s->format_assert = opts && opts->format_assert;
+    int draft = opts && opts->draft == EM_DRAFT_07 ? 7 : 2020;
+    s->forced_draft = draft;
+    s->schema = json_incref((json_t *)schema);
+    const char *base = opts && opts->base_uri ? opts->base_uri : NULL;
+    if (!base) {
+        snprintf(urn, sizeof(urn), "urn:emine:schema:%lu", __atomic_add_fetch(&s_seq, 1, __ATOMIC_RELAXED));
+        base = urn;
+    }
+    if (json_is_object(schema)) {
+        if (s_index_add(&s->idx, base, s->schema, draft) < 0) {
+            s_set_err(s, "out of memory");
+        }
+    }
+    if (!s->err) {
+        s_info_t root = { .base = (char *)base, .draft = draft, .resource = s->schema };
+        s->root = s_compile_node(s, s->schema, &root);
+    }
+    if (!s->root) {
+        if (err) {
+            *err = s->err ? strdup(s->err) : strdup("cannot compile schema");
+        }
+        em_schema_destroy(&s);
+        return NULL;
+    }
+    return s;
+}
+
+void em_schema_destroy(em_schema_t **schema)
+{
+    if (schema && *schema) {
+        em_schema_t *s = *schema;
+        s_re_free_all(s);
+        s_pmap_free(&s->nodes);
+        s_pmap_free(&s->resources);
+        while (s->allocs) {
+            s_alloc_t *a = s->allocs;
+            s->allocs = a->next;
+            free(a);
+        }
+        s_index_free(&s->idx);
+        json_decref(s->schema);
+        free(s->err);
+        free(s);
+        *schema = NULL;
+    }
+}
+
+/* ---------------------------------------------------------------- formats */
+
+static int s_digits(const char *s, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int s_num2(const char *s)
+{
+    return (s[0] - '0') * 10 + (s[1] - '0');
+}
+
+static int s_fmt_date(const char *s, size_t len)
+{
+    static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    if (len != 10 || !s_digits(s, 4) || s[4] != '-' || !s_digits(s + 5, 2) || s[7] != '-' ||
+        !s_digits(s + 8, 2)) {
+        return 0;
+    }
+    int y = atoi(s), m = s_num2(s + 5), d = s_num2(s + 8);
+    if (m < 1 || m > 12 || d < 1 || d > mdays[m - 1]) {
+        return 0;
+    }
+    if (m == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) {
+        return 0;
+    }
+    return 1;
+}
+
+static int s_fmt_time(const char *s, size_t len)
+{
+    if (len < 9 || !s_digits(s, 2) || s[2] != ':' || !s_digits(s + 3, 2) || s[5] != ':' ||
+        !s_digits(s + 6, 2)) {
+        return 0;
+    }
+    int h = s_num2(s), m = s_num2(s + 3), sec = s_num2(s + 6);
+    size_t i = 8;
+    if (h > 23 || m > 59 || sec > 60) {
+        return 0;
+    }
+    if (s[i] == '.') {
+        i++;
+        size_t st = i;
+        while (i < len && s[i] >= '0' && s[i] <= '9') {
+            i++;
+        }
+        if (i == st) {
+            return 0;
+        }
+    }
+    int off = 0;
+    if (i < len && (s[i] == 'Z' || s[i] == 'z')) {
+        i++;
+    } else if (i < len && (s[i] == '+' || s[i] == '-')) {
+        if (len - i != 6 || !s_digits(s + i + 1, 2) || s[i + 3] != ':' || !s_digits(s + i + 4, 2)) {
+            return 0;
+        }
+        int oh = s_num2(s + i + 1), om = s_num2(s + i + 4);
+        if (oh > 23 || om > 59) {
+            return 0;
+        }
+        off = (oh * 60 + om) * (s[i] == '+' ? 1 : -1);
+        i += 6;
+    } else {
+        return 0;
+    }
+    if (i != len) {
+        return 0;
+    }
+    if (sec == 60) {
+        int utc = ((h * 60 + m - off) % 1440 + 1440) % 1440;
+        if (utc != 23 * 60 + 59) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int s_fmt_datetime(const char *s, size_t len)
+{
+    if (len < 11 || (s[10] != 'T' && s[10] != 't')) {
+        return 0;
+    }
+    return s_fmt_date(s, 10) && s_fmt_time(s + 11, len - 11);
+}
+
+static int s_fmt_duration(const char *s, size_t len)
+{
+    size_t i = 0;
+    if (len < 2 || s[i++] != 'P') {
+        return 0;
+    }
+    static const char date_units[] = "YMWD";
+    static const char time_units[] = "HMS";
+    int in_time = 0, any = 0, any_time = 0, week = 0, others = 0;
+    int last = -1;
+    while (i < len) {
+        if (s[i] == 'T') {
+            if (in_time) {
+                return 0;
+            }
+            in_time = 1;
+            last = -1;
+            i++;
+            continue;
+        }
+        size_t st = i;
+        while (i < len && s[i] >= '0' && s[i] <= '9') {
+            i++;
+        }
+        if (i == st || i >= len) {
+            return 0;
+        }
+        const char *units = in_time ? time_units : date_units;
+        const char *u = strchr(units, s[i]);
+        if (!u || !s[i]) {
+            return 0;
+        }
+        int pos = (int)(u - units);
+        if (pos <= last || (last >= 0 && pos != last + 1 && !(in_time == 0 && pos == 3 && last == 1))) {
+            return 0;
+        }
+        last = pos;
+        if (!in_time && s[i] == 'W') {
+            week = 1;
+        } else {
+            others = 1;
+        }
+        any = 1;
+        if (in_time) {
+            any_time = 1;
+        }
+        i++;
+    }
+    if (!any || (in_time && !any_time) || (week && others)) {
+        return 0;
+    }
+    return 1;
+}
+
+static int s_fmt_ipv4(const char *s, size_t len)
+{
+    int parts = 0;
+    size_t i = 0;
+    while (parts < 4) {
+        size_t st = i;
+        int v = 0;
+        while (i < len && s[i] >= '0' && s[i] <= '9' && i - st < 3) {
+            v = v * 10 + (s[i] - '0');
+            i++;
+        }
+        if (i == st || v > 255 || (i - st > 1 && s[st] == '0')) {
+            return 0;
+        }
+        parts++;
+        if (parts < 4) {
+            if (i >= len || s[i] != '.') {
+                return 0;
+            }
+            i++;
+        }
+    }
+    return i == len;
+}
+
+static int s_fmt_ipv6(const char *s, size_t len)
+{
+    /* RFC 4291 text forms: up to 8 groups of 1-4 hex digits, one "::", optional IPv4 tail */
+    int groups = 0, dbl = 0;
+    size_t i = 0;
+    if (len >= 2 && s[0] == ':' && s[1] == ':') {
+        dbl = 1;
+        i = 2;
+    } else if (len && s[0] == ':') {
+        return 0;
+    }
+    while (i < len) {
+        size_t st = i;
+        while (i < len && isxdigit((unsigned char)s[i]) && i - st < 5) {
+            i++;
+        }
+        if (i < len && s[i] == '.') {
+            /* IPv4 tail */
+            if (!s_fmt_ipv4(s + st, len - st)) {
+                return 0;
+            }
+            groups += 2;
+            i = len;
+            break;
+        }
+        if (i == st || i - st > 4) {
+            return 0;
+        }
+        groups++;
+        if (i == len) {
+            break;
+        }
+        if (s[i] != ':') {
+            return 0;
+        }
+        i++;
+        if (i < len && s[i] == ':') {
+            if (dbl) {
+                return 0;
+            }
+            dbl = 1;
+            i++;
+            if (i == len) {
+                break;
+            }
+        } else if (i == len) {
+            return 0;
+        }
+    }
+    return dbl ? groups <= 7 : groups == 8;
+}
+
+static int s_fmt_hostname(const char *s, size_t len)
+{
+    if (len == 0 || len > 253) {
+        return 0;
+    }
+    size_t st = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i == len || s[i] == '.') {
+            size_t l = i - st;
+            if (l == 0 || l > 63 || s[st] == '-' || s[i - 1] == '-') {
+                return 0;
+            }
+            if (l >= 4 && s[st + 2] == '-' && s[st + 3] == '-' &&
+                !(tolower((unsigned char)s[st]) == 'x' && tolower((unsigned char)s[st + 1]) == 'n')) {
+                return 0;
+            }
+            st = i + 1;
+        } else if (!isalnum((unsigned char)s[i]) && s[i] != '-') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int s_fmt_email(const char *s, size_t len)
+{
+    const char *at = NULL;
+    size_t i = 0;
+    if (len && s[0] == '"') {
+        i = 1;
+        while (i < len && s[i] != '"') {
+            if (s[i] == '\\') {
+                i++;
+            }
+            i++;
+        }
+        if (i >= len || i + 1 >= len || s[i + 1] != '@') {
+            return 0;
+        }
+        at = s + i + 1;
+    } else {
+        at = memchr(s, '@', len);
+        if (!at) {
+            return 0;
+        }
+        size_t ll = (size_t)(at - s);
+        if (ll == 0 || s[0] == '.' || s[ll - 1] == '.') {
+            return 0;
+        }
+        for (i = 0; i < ll; i++) {
+            unsigned char c = (unsigned char)s[i];
+            if (c == '.' && s[i + 1] == '.') {
+                return 0;
+            }
+            if (!(isalnum(c) || strchr("!#$%&'*+-/=?^_`{|}~.", c)) || c == 0) {
+                return 0;
+            }
+        }
+    }
+    const char *dom = at + 1;
+    size_t dl = len - (size_t)(dom - s);
+    if (dl >= 2 && dom[0] == '[' && dom[dl - 1] == ']') {
+        if (dl > 7 && !strncmp(dom + 1, "IPv6:", 5)) {
+            return s_fmt_ipv6(dom + 6, dl - 7);
+        }
+        return s_fmt_ipv4(dom + 1, dl - 2);
+    }
+    return s_fmt_hostname(dom, dl);
+}
+
+static int s_fmt_uuid(const char *s, size_t len)
+{
+    if (len != 36) {
+        return 0;
+    }
+    for (size_t i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-') {
+                return 0;
+            }
+        } else if (!isxdigit((unsigned char)s[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int s_fmt_jsonptr(const char *s, size_t len)
+{
+    if (len && s[0] != '/') {
+        return 0;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '~' && (i + 1 >= len || (s[i + 1] != '0' && s[i + 1] != '1'))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* RFC 3986 characters: unreserved / sub-delims / ":" "@" "/" "?" plus pct-encoded. */
+static int s_uri_chars(const char *s, size_t len, const char *extra)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '%') {
+            if (i + 2 >= len + 0 || !isxdigit((unsigned char)s[i + 1]) ||
+                !isxdigit((unsigned char)s[i + 2])) {
+                return 0;
+            }
+            i += 2;
+            continue;
+        }
+        if (isalnum(c) || strchr("-._~!$&'()*+,;=:@/?", c) || (extra && strchr(extra, c))) {
+            if (c == 0) {
+                return 0;
+            }
+            continue;
+        }
+        return 0;
+    }
+    return 1;
+}
+
+static int s_fmt_uriref(const char *s, size_t len, int need_scheme)
+{
+    s_uri_t u;
+    char *dup = strndup(s, len);
+    int ok = 0;
+    if (!dup || strlen(dup) != len) {
+        free(dup);
+        return 0;
+    }
+    s_uri_parse(dup, &u);
+    if (need_scheme && !u.has_scheme) {
+        goto out;
+    }
+    if (!u.has_scheme) {
+        /* a relative reference's first segment may not contain ':' */
+        const char *slash = memchr(u.path, '/', u.lpath);
+        size_t seg = slash ? (size_t)(slash - u.path) : u.lpath;
+        if (!u.has_auth && memchr(u.path, ':', seg)) {
+            goto out;
+        }
+    }
+    if (u.has_auth) {
+        const char *a = u.auth;
+        size_t al = u.lauth;
+        const char *at = memchr(a, '@', al);
+        if (at) {
+            if (!s_uri_chars(a, (size_t)(at - a), NULL) || memchr(a, '/', (size_t)(at - a))) {
+                goto out;
+            }
+            al -= (size_t)(at + 1 - a);
+            a = at + 1;
+        }
+        const char *hostend = a + al;
+        if (al && a[0] == '[') {
+            const char *rb = memchr(a, ']', al);
+            if (!rb || !s_fmt_ipv6(a + 1, (size_t)(rb - a - 1))) {
+                goto out;
+            }
+            hostend = rb + 1;
+        } else {
+            const char *colon = memchr(a, ':', al);
+            if (colon) {
+                hostend = colon;
+            }
+            for (const char *p = a; p < hostend; p++) {
+                if (*p == '[' || *p == ']' || *p == '@') {
+                    goto out;
+                }
+            }
+            if (!s_uri_chars(a, (size_t)(hostend - a), NULL)) {
+                goto out;
+            }
+        }
+        if (hostend < a + al) {
+            if (*hostend != ':') {
+                goto out;
+            }
+            for (const char *p = hostend + 1; p < a + al; p++) {
+                if (!isdigit((unsigned char)*p)) {
+                    goto out;
+                }
+            }
+        }
+    }
+    if (!s_uri_chars(u.path, u.lpath, NULL) || (u.has_query && !s_uri_chars(u.query, u.lquery, NULL)) ||
+        (u.has_frag && !s_uri_chars(u.frag, u.lfrag, NULL))) {
+        goto out;
+    }
+    ok = 1;
+out:
+    free(dup);
+    return ok;
+}
+
+static int s_fmt_regex(const char *s, size_t len)
+{
+    char *dup = strndup(s, len);
+    pcre2_code *code = dup && strlen(dup) == len ? s_pcre_compile(dup) : NULL;
+    free(dup);
+    if (!code) {
+        return 0;
+    }
+    pcre2_code_free(code);
+    return 1;
+}
+
+static int s_format_ok(int fmt, const json_t *inst)
+{
+    if (!json_is_string(inst)) {
+        return 1;
+    }
+    const char *s = json_string_value(inst);
+    size_t len = json_string_length(inst);
+    switch (fmt) {
+    case F_DATE:
+        return s_fmt_date(s, len);
+    case F_DATETIME:
+        return s_fmt_datetime(s, len);
+    case F_TIME:
+        return s_fmt_time(s, len);
+    case F_DURATION:
+        return s_fmt_duration(s, len);
+    case F_EMAIL:
+        return s_fmt_email(s, len);
+    case F_HOSTNAME:
+        return s_fmt_hostname(s, len);
+    case F_IPV4:
+        return s_fmt_ipv4(s, len);
+    case F_IPV6:
+        return s_fmt_ipv6(s, len);
+    case F_URI:
+        return s_fmt_uriref(s, len, 1);
+    case F_URIREF:
+        return s_fmt_uriref(s, len, 0);
+    case F_UUID:
+        return s_fmt_uuid(s, len);
+    case F_REGEX:
+        return s_fmt_regex(s, len);
+    case F_JSONPTR:
+        return s_fmt_jsonptr(s, len);
+    default:
+        return 1;
+    }
+}
+
+static const char *s_format_name(int fmt)
+{
+    static const char *const n[] = { "", "date", "date-time", "time", "duration", "email",
+                                     "hostname", "ipv4", "ipv6", "uri", "uri-reference", "uuid",
+                                     "regex", "json-pointer" };
+    return fmt >= 0 && fmt <= F_JSONPTR ? n[fmt] : "";
+}
+
+/* ---------------------------------------------------------------- validation */
+
+typedef struct s_path {
+    const struct s_path *up;
+    const char *key; /* NULL: idx */
+    size_t idx;
+} s_path_t;
+
+typedef struct s_scope {
+    const struct s_scope *up;
+    const s_resource_t *res;
+} s_scope_t;
+
+typedef struct {
+    int all_props, all_items;
+    const char **keys;
+    size_t nkeys, capkeys;
+    size_t upto;
+    size_t *idx;
+    size_t nidx, capidx;
+    int failed;
+} s_ann_t;
+
+typedef struct {
+    json_t *errors;
+    int depth;
+    int internal;
+} s_ctx_t;
+
+static void s_ann_key(s_ann_t *a, const char *k)
+{
+    if (!a || a->all_props) {
+        return;
+    }
+    if (a->nkeys == a->capkeys) {
+        size_t cap = a->capkeys ? a->capkeys * 2 : 8;
+        const char **v = realloc(a->keys, cap * sizeof(*v));
+        if (!v) {
+            a->failed = 1;
+            return;
+        }
+        a->keys = v;
+        a->capkeys = cap;
+    }
+    a->keys[a->nkeys++] = k;
+}
+
+static void s_ann_item(s_ann_t *a, size_t i)
+{
+    if (!a || a->all_items) {
+        return;
+    }
+    if (a->nidx == a->capidx) {
+        size_t cap = a->capidx ? a->capidx * 2 : 8;
+        size_t *v = realloc(a->idx, cap * sizeof(*v));
+        if (!v) {
+            a->failed = 1;
+            return;
+        }
+        a->idx = v;
+        a->capidx = cap;
+    }
+    a->idx[a->nidx++] = i;
+}
+
+static void s_ann_merge(s_ann_t *d, const s_ann_t *s)
+{
+    if (!d) {
+        return;
+    }
+    d->all_props |= s->all_props;
+    d->all_items |= s->all_items;
+    if (s->upto > d->upto) {
+        d->upto = s->upto;
+    }
+    for (size_t i = 0; i < s->nkeys; i++) {
+        s_ann_key(d, s->keys[i]);
+    }
+    for (size_t i = 0; i < s->nidx; i++) {
+        s_ann_item(d, s->idx[i]);
+    }
+    d->failed |= s->failed;
+}
+
+static void s_ann_free(s_ann_t *a)
+{
+    free(a->keys);
+    free(a->idx);
+}
+
+static int s_ann_has_key(const s_ann_t *a, const char *k)
+{
+    if (a->all_props) {
+        return 1;
+    }
+    for (size_t i = 0; i < a->nkeys; i++) {
+        if (!strcmp(a->keys[i], k)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int s_ann_has_item(const s_ann_t *a, size_t i)
+{
+    if (a->all_items || i < a->upto) {
+        return 1;
+    }
+    for (size_t k = 0; k < a->nidx; k++) {
+        if (a->idx[k] == i) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void s_path_str(s_buf_t *b, const s_path_t *p)
+{
+    if (!p) {
+        return;
+    }
+    s_path_str(b, p->up);
+    s_buf_puts(b, "/");
+    if (p->key) {
+        for (const char *c = p->key; *c; c++) {
+            if (*c == '~') {
+                s_buf_puts(b, "~0");
+            } else if (*c == '/') {
+                s_buf_puts(b, "~1");
+            } else {
+                s_buf_putn(b, c, 1);
+            }
+        }
+    } else {
+        char num[32];
+        snprintf(num, sizeof(num), "%zu", p->idx);
+        s_buf_puts(b, num);
+    }
+}
+
+static void s_err(s_ctx_t *c, const s_path_t *ip, const s_path_t *sp, const char *kw,
+                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void s_err(s_ctx_t *c, const s_path_t *ip, const s_path_t *sp, const char *kw,
+                  const char *fmt, ...)
+{
+    if (!c->errors) {
+        return;
+    }
+    s_buf_t ib = { 0 }, sb = { 0 };
+    s_path_t kwseg = { sp, kw, 0 };
+    char *msg = NULL;
+    va_list ap;
+    s_buf_puts(&ib, "");
+    s_buf_puts(&sb, "");
+    s_path_str(&ib, ip);
+    s_path_str(&sb, &kwseg);
+    va_start(ap, fmt);
+    if (vasprintf(&msg, fmt, ap) < 0) {
+        msg = NULL;
+    }
+    va_end(ap);
+    if (ib.data && sb.data && msg) {
+        size_t before = json_array_size(c->errors);
+        em_errors_add(c->errors, ib.data, kw, "%s", msg);
+        json_t *e = json_array_get(c->errors, before);
+        if (e) {
+            json_object_set_new(e, "schemaPath", json_string(sb.data));
+        }
+    }
+    free(msg);
+    free(ib.data);
+    free(sb.data);
+}
+
+static int s_equal(const json_t *a, const json_t *b)
+{
+    if (json_is_number(a) && json_is_number(b)) {
+        if (json_is_integer(a) && json_is_integer(b)) {
+            return json_integer_value(a) == json_integer_value(b);
+        }
+        return s_num(a) == s_num(b);
+    }
+    if (json_typeof(a) != json_typeof(b)) {
+        return 0;
+    }
+    switch (json_typeof(a)) {
+    case JSON_STRING:
+        return json_string_length(a) == json_string_length(b) &&
+               !memcmp(json_string_value(a), json_string_value(b), json_string_length(a));
+    case JSON_ARRAY: {
+        size_t n = json_array_size(a);
+        if (n != json_array_size(b)) {
+            return 0;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (!s_equal(json_array_get(a, i), json_array_get(b, i))) {
+                return 0;
+            }
+        }
+        return 1;
+    }
+    case JSON_OBJECT: {
+        if (json_object_size(a) != json_object_size(b)) {
+            return 0;
+        }
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)a, k, v)
+        {
+            json_t *w = json_object_get(b, k);
+            if (!w || !s_equal(v, w)) {
+                return 0;
+            }
+        }
+        return 1;
+    }
+    default:
+        return 1; /* true, false, null */
+    }
+}
+
+static size_t s_cp_len(const char *s, size_t n)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (((unsigned char)s[i] & 0xC0) != 0x80) {
+            c++;
+        }
+    }
+    return c;
+}
+
+static unsigned s_inst_type(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_NULL:
+        return T_NULL;
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return T_BOOL;
+    case JSON_OBJECT:
+        return T_OBJECT;
+    case JSON_ARRAY:
+        return T_ARRAY;
+    case JSON_STRING:
+        return T_STRING;
+    case JSON_INTEGER:
+        return T_INT | T_NUMBER;
+    case JSON_REAL: {
+        double d = json_real_value(v);
+        return isfinite(d) && floor(d) == d ? (T_INT | T_NUMBER) : T_NUMBER;
+    }
+    }
+    return 0;
+}
+
+static const char *s_type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_NULL:
+        return "null";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "boolean";
+    case JSON_OBJECT:
+        return "object";
+    case JSON_ARRAY:
+        return "array";
+    case JSON_STRING:
+        return "string";
+    case JSON_INTEGER:
+        return "integer";
+    default:
+        return "number";
+    }
+}
+
+static int s_validate(s_ctx_t *c, const s_node_t *n, const json_t *inst, const s_path_t *ip,
+                      const s_path_t *sp, const s_scope_t *sc, s_ann_t *ann);
+
+static int s_multiple_of(const json_t *inst, const s_kw_t *k)
+{
+    if (json_is_integer(inst) && json_is_integer(k->val)) {
+        json_int_t d = json_integer_value(k->val);
+        return d == 0 || json_integer_value(inst) % d == 0;
+    }
+    double x = json_is_integer(inst) ? (double)json_integer_value(inst) : json_real_value(inst);
+    double d = (double)k->num;
+    if (d == 0) {
+        return 1;
+    }
+    double q = x / d;
+    if (!isfinite(q)) {
+        return 0;
+    }
+    return fabs(q - nearbyint(q)) < 1e-9;
+}
+
+#define S_QUIET(c, saved)                                                                          \
+    json_t *saved = (c)->errors;                                                                   \
+    (c)->errors = NULL
+#define S_LOUD(c, saved) (c)->errors = saved
+
+static int s_eval_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst, const s_path_t *ip,
+                     const s_path_t *sp, const s_scope_t *sc, s_ann_t *a)
+{
+    s_path_t ks = { sp, k->name, 0 };
+    switch (k->op) {
+    case K_REF:
+        return s_validate(c, k->a, inst, ip, &ks, sc, a);
+    case K_DYNREF: {
+        const s_node_t *t = k->a;
+        if (k->dyn_name) {
+            for (const s_scope_t *p = sc; p; p = p->up) {
+                for (size_t i = 0; i < p->res->ndyn; i++) {
+                    if (!strcmp(p->res->dyn[i].name, k->dyn_name)) {
+                        t = p->res->dyn[i].node;
+                    }
+                }
+            }
+        }
+        return s_validate(c, t, inst, ip, &ks, sc, a);
+    }
+    case K_TYPE:
+        if (k->mask & s_inst_type(inst)) {
+            return 1;
+        }
+        s_err(c, ip, sp, "type", "expected %s, got %s",
+              json_is_string(k->val) ? json_string_value(k->val) : "one of the listed types",
+              s_type_name(inst));
+        return 0;
+    case K_ENUM: {
+        size_t i;
+        json_t *v;
+        json_array_foreach(k->val, i, v)
+        {
+            if (s_equal(v, inst)) {
+                return 1;
+            }
+        }
+        s_err(c, ip, sp, "enum", "value is not one of the allowed values");
+        return 0;
+    }
+    case K_CONST:
+        if (s_equal(k->val, inst)) {
+            return 1;
+        }
+        s_err(c, ip, sp, "const", "value is not the constant");
+        return 0;
+    case K_MULTIPLEOF:
+        if (!json_is_number(inst) || s_multiple_of(inst, k)) {
+            return 1;
+        }
+        s_err(c, ip, sp, k->name, "not a multiple of %Lg", k->num);
+        return 0;
+    case K_MAXIMUM:
+    case K_EXMAXIMUM:
+    case K_MINIMUM:
+    case K_EXMINIMUM: {
+        if (!json_is_number(inst)) {
+            return 1;
+        }
+        long double x = s_num(inst);
+        int ok = k->op == K_MAXIMUM     ? x <= k->num
+                 : k->op == K_EXMAXIMUM ? x < k->num
+                 : k->op == K_MINIMUM   ? x >= k->num
+                                        : x > k->num;
+        if (ok) {
+            return 1;
+        }
+        s_err(c, ip, sp, k->name, "%Lg is %s %Lg", x,
+              k->op == K_MAXIMUM     ? "greater than"
+              : k->op == K_EXMAXIMUM ? "not less than"
+              : k->op == K_MINIMUM   ? "less than"
+                                     : "not greater than",
+              k->num);
+        return 0;
+    }
+    case K_MAXLENGTH:
+    case K_MINLENGTH: {
+        if (!json_is_string(inst)) {
+            return 1;
+        }
+        size_t l = s_cp_len(json_string_value(inst), json_string_length(inst));
+        if (k->op == K_MAXLENGTH ? l <= k->n : l >= k->n) {
+            return 1;
+        }
+        s_err(c, ip, sp, k->name, "length %zu is %s %zu", l,
+              k->op == K_MAXLENGTH ? "more than" : "less than", k->n);
+        return 0;
+    }
+    case K_PATTERN: {
+        if (!json_is_string(inst)) {
+            return 1;
+        }
+        int r = s_re_match(k->re, json_string_value(inst), json_string_length(inst));
+        if (r == 1) {
+            return 1;
+        }
+        s_err(c, ip, sp, "pattern", "does not match the pattern %s", k->re->src);
+        return 0;
+    }
+    case K_FORMAT:
+        if (s_format_ok(k->fmt, inst)) {
+            return 1;
+        }
+        s_err(c, ip, sp, "format", "not a valid %s", s_format_name(k->fmt));
+        return 0;
+    case K_MAXITEMS:
+    case K_MINITEMS: {
+        if (!json_is_array(inst)) {
+            return 1;
+        }
+        size_t l = json_array_size(inst);
+        if (k->op == K_MAXITEMS ? l <= k->n : l >= k->n) {
+            return 1;
+        }
+        s_err(c, ip, sp, k->name, "%zu items, %s %zu", l,
+              k->op == K_MAXITEMS ? "more than" : "fewer than", k->n);
+        return 0;
+    }
+    case K_MAXPROPS:
+    case K_MINPROPS: {
+        if (!json_is_object(inst)) {
+            return 1;
+        }
+        size_t l = json_object_size(inst);
+        if (k->op == K_MAXPROPS ? l <= k->n : l >= k->n) {
+            return 1;
+        }
+        s_err(c, ip, sp, k->name, "%zu properties, %s %zu", l,
+              k->op == K_MAXPROPS ? "more than" : "fewer than", k->n);
+        return 0;
+    }
+    case K_UNIQUE: {
+        if (!json_is_array(inst)) {
+            return 1;
+        }
+        size_t n = json_array_size(inst);
+        for (size_t i = 0; i < n; i++) {
+            for (size_t j = i + 1; j < n; j++) {
+                if (s_equal(json_array_get(inst, i), json_array_get(inst, j))) {
+                    s_err(c, ip, sp, "uniqueItems", "items %zu and %zu are equal", i, j);
+                    return 0;
+                }
+            }
+        }
+        return 1;
+    }
+    case K_REQUIRED: {
+        if (!json_is_object(inst)) {
+            return 1;
+        }
+        int ok = 1;
+        size_t i;
+        json_t *v;
+        json_array_foreach(k->val, i, v)
+        {
+            if (json_is_string(v) && !json_object_get(inst, json_string_value(v))) {
+                ok = 0;
+                s_err(c, ip, sp, "required", "required property '%s' is missing",
+                      json_string_value(v));
+                if (!c->errors) {
+                    break;
+                }
+            }
+        }
+        return ok;
+    }
+    case K_DEPREQ: {
+        if (!json_is_object(inst)) {
+            return 1;
+        }
+        int ok = 1;
+        const char *key;
+        json_t *req;
+        json_object_foreach(k->val, key, req)
+        {
+            if (!json_object_get(inst, key)) {
+                continue;
+            }
+            size_t i;
+            json_t *v;
+            json_array_foreach(req, i, v)
+            {
+                if (json_is_string(v) && !json_object_get(inst, json_string_value(v))) {
+                    ok = 0;
+                    s_err(c, ip, sp, "dependentRequired", "property '%s' requires '%s'", key,
+                          json_string_value(v));
+                    if (!c->errors) {
+                        return 0;
+                    }
+                }
+            }
+        }
+        return ok;
+    }
+    case K_ALLOF: {
+        int ok = 1;
+        for (size_t i = 0; i < k->n; i++) {
+            s_path_t is = { &ks, NULL, i };
+            if (!s_validate(c, k->list[i], inst, ip, &is, sc, a)) {
+                ok = 0;
+                if (!c->errors) {
+                    break;
+                }
+            }
+        }
+        return ok;
+    }
+    case K_ANYOF:
+    case K_ONEOF: {
+        size_t count = 0;
+        S_QUIET(c, saved);
+        for (size_t i = 0; i < k->n; i++) {
+            s_path_t is = { &ks, NULL, i };
+            s_ann_t t = { 0 };
+            int r = s_validate(c, k->list[i], inst, ip, &is, sc, a ? &t : NULL);
+            if (r) {
+                count++;
+                if (a) {
+                    s_ann_merge(a, &t);
+                }
+            }
+            s_ann_free(&t);
+            if (c->internal) {
+                break;
+            }
+            if (r && !a && k->op == K_ANYOF) {
+                break;
+            }
+            if (count > 1 && k->op == K_ONEOF) {
+                break;
+            }
+        }
+        S_LOUD(c, saved);
+        if (k->op == K_ANYOF ? count >= 1 : count == 1) {
+            return 1;
+        }
+        if (k->op == K_ANYOF) {
+            s_err(c, ip, sp, "anyOf", "value matches none of the %zu alternatives", k->n);
+        } else {
+            s_err(c, ip, sp, "oneOf", "value matches %s of the %zu alternatives",
+                  count ? "more than one" : "none", k->n);
+        }
+        return 0;
+    }
+    case K_NOT: {
+        S_QUIET(c, saved);
+        int r = s_validate(c, k->a, inst, ip, &ks, sc, NULL);
+        S_LOUD(c, saved);
+        if (!r || c->internal) {
+            return 1;
+        }
+        s_err(c, ip, sp, "not", "value must not match the schema");
+        return 0;
+    }
+    case K_IF: {
+        s_ann_t t = { 0 };
+        S_QUIET(c, saved);
+        int r = s_validate(c, k->a, inst, ip, &ks, sc, a ? &t : NULL);
+        S_LOUD(c, saved);
+        if (r && a) {
+            s_ann_merge(a, &t);
+        }
+        s_ann_free(&t);
+        if (r && k->b) {
+            s_path_t ts = { sp, "then", 0 };
+            return s_validate(c, k->b, inst, ip, &ts, sc, a);
+        }
+        if (!r && k->c) {
+            s_path_t es = { sp, "else", 0 };
+            return s_validate(c, k->c, inst, ip, &es, sc, a);
+        }
+        return 1;
+    }
+    case K_DEPSCHEMAS: {
+        if (!json_is_object(inst)) {
+            return 1;
+        }
+        int ok = 1;
+        for (size_t i = 0; i < k->n; i++) {
+            const s_entry_t *e = &k->ents[i];
+            if (!json_object_get(inst, e->key)) {
+                continue;
+            }
+            s_path_t es = { &ks, e->key, 0 };
+            if (e->req) {
+                size_t j;
+                json_t *v;
+                json_array_foreach(e->req, j, v)
+                {
+                    if (json_is_string(v) && !json_object_get(inst, json_string_value(v))) {
+                        ok = 0;
+                        s_err(c, ip, sp, k->name, "property '%s' requires '%s'", e->key,
+                              json_string_value(v));
+                    }
+                }
+            } else if (!s_validate(c, e->node, inst, ip, &es, sc, a)) {
+                ok = 0;
+            }
+            if (!ok && !c->errors) {
+                break;
+            }
+        }
+        return ok;
+    }
+    case K_PROPS: {
+        if (!json_is_object(inst)) {
+            return 1;
+        }
+        int ok = 1;
+        for (size_t i = 0; i < k->n; i++) {
+            json_t *v = json_object_get(inst, k->ents[i].key);
+            if (!v) {
+                continue;
+            }
+            s_ann_key(a, k->ents[i].key);
+            s_path_t cip = { ip, k->ents[i].key, 0 };
+            s_path_t csp = { &ks, k->ents[i].key, 0 };
+            if (!s_validate(c, k->ents[i].node, v, &cip, &csp, sc, NULL)) {
+                ok = 0;
+                if (!c->errors) {
+                    return 0;
+                }
+            }
+        }
+        if (!k->n2 && !k->a) {
+            return ok;
+        }
+        const char *key;
+        json_t *v;
+        json_object_foreach((json_t *)inst, key, v)
+        {
+            int matched = k->val && json_object_get(k->val, key);
+            s_path_t cip = { ip, key, 0 };
+            for (size_t p = 0; p < k->n2; p++) {
+                int m = s_re_match(k->pents[p].re, key, strlen(key));
+                if (m != 1) {
+                    continue;
+                }
+                matched = 1;
+                s_ann_key(a, key);
+                s_path_t pps = { sp, "patternProperties", 0 };
+                s_path_t csp = { &pps, k->pents[p].key, 0 };
+                if (!s_validate(c, k->pents[p].node, v, &cip, &csp, sc, NULL)) {
+                    ok = 0;
+                    if (!c->errors) {
+                        return 0;
+                    }
+                }
+            }
+            if (!matched && k->a) {
+                s_ann_key(a, key);
+                s_path_t aps = { sp, "additionalProperties", 0 };
+                if (k->a->boolean == 0) {
+                    s_err(c, &cip, sp, "additionalProperties", "property '%s' is not allowed", key);
+                    ok = 0;
+                } else if (!s_validate(c, k->a, v, &cip, &aps, sc, NULL)) {
+                    ok = 0;
+                }
+                if (!ok && !c->errors) {
+                    return 0;
+                }
+            }
+        }
+        return ok;
+    }
+    case K_PROPNAMES: {
+        if (!json_is_object(inst)) {
+            return 1;
+        }
+        int ok = 1;
+        const char *key;
+        json_t *v;
+        json_object_foreach((json_t *)inst, key, v)
+        {
+            json_t *name = json_string(key);
+            s_path_t cip = { ip, key, 0 };
+            if (!name || !s_validate(c, k->a, name, &cip, &ks, sc, NULL)) {
+                ok = 0;
+            }
+            json_decref(name);
+            if (!ok && !c->errors) {
+                break;
+            }
+        }
+        return ok;
+    }
+    case K_ITEMS: {
+        if (!json_is_array(inst)) {
+            return 1;
+        }
+        int ok = 1;
+        size_t n = json_array_size(inst);
+        size_t np = k->n < n ? k->n : n;
+        for (size_t i = 0; i < np; i++) {
+            s_path_t cip = { ip, NULL, i };
+            s_path_t csp = { &ks, NULL, i };
+            if (!s_validate(c, k->list[i], json_array_get(inst, i), &cip, &csp, sc, NULL)) {
+                ok = 0;
+                if (!c->errors) {
+                    return 0;
+                }
+            }
+        }
+        if (a && np > a->upto) {
+            a->upto = np;
+        }
+        if (k->a) {
+            s_path_t as = { sp, k->aname, 0 };
+            for (size_t i = np; i < n; i++) {
+                s_path_t cip = { ip, NULL, i };
+                if (k->a->boolean == 0) {
+                    s_err(c, &cip, sp, k->aname, "no item allowed at index %zu (at most %zu)", i,
+                          k->n);
+                    ok = 0;
+                } else if (!s_validate(c, k->a, json_array_get(inst, i), &cip, &as, sc, NULL)) {
+                    ok = 0;
+                }
+                if (!ok && !c->errors) {
+                    return 0;
+                }
+            }
+            if (a && n > np) {
+                a->all_items = 1;
+            }
+        }
+        return ok;
+    }
+    case K_CONTAINS: {
+        if (!json_is_array(inst)) {
+            return 1;
+        }
+        size_t n = json_array_size(inst), count = 0;
+        S_QUIET(c, saved);
+        for (size_t i = 0; i < n; i++) {
+            s_path_t cip = { ip, NULL, i };
+            if (s_validate(c, k->a, json_array_get(inst, i), &cip, &ks, sc, NULL)) {
+                count++;
+                s_ann_item(a, i);
+                if (!a && count >= k->n && k->max == SIZE_MAX) {
+                    break;
+                }
+            }
+            if (c->internal) {
+                break;
+            }
+        }
+        S_LOUD(c, saved);
+        if (count < k->n) {
+            s_err(c, ip, sp, k->n == 1 ? "contains" : "minContains",
+                  "%zu items match \"contains\", fewer than %zu", count, k->n);
+            return 0;
+        }
+        if (count > k->max) {
+            s_err(c, ip, sp, "maxContains", "%zu items match \"contains\", more than %zu", count,
+                  k->max);
+            return 0;
+        }
+        return 1;
+    }
+    case K_UNEVAL_ITEMS: {
+        if (!json_is_array(inst)) {
+            return 1;
+        }
+        int ok = 1;
+        size_t n = json_array_size(inst);
+        for (size_t i = 0; i < n; i++) {
+            if (s_ann_has_item(a, i)) {
+                continue;
+            }
+            s_path_t cip = { ip, NULL, i };
+            if (k->a->boolean == 0) {
+                s_err(c, &cip, sp, "unevaluatedItems", "item %zu is not allowed", i);
+                ok = 0;
+            } else if (!s_validate(c, k->a, json_array_get(inst, i), &cip, &ks, sc, NULL)) {
+                ok = 0;
+            }
+            if (!ok && !c->errors) {
+                return 0;
+            }
+        }
+        if (ok) {
+            a->all_items = 1;
+        }
+        return ok;
+    }
+    case K_UNEVAL_PROPS: {
+        if (!json_is_object(inst)) {
+            return 1;
+        }
+        int ok = 1;
+        const char *key;
+        json_t *v;
+        json_object_foreach((json_t *)inst, key, v)
+        {
+            if (s_ann_has_key(a, key)) {
+                continue;
+            }
+            s_path_t cip = { ip, key, 0 };
+            if (k->a->boolean == 0) {
+                s_err(c, &cip, sp, "unevaluatedProperties", "property '%s' is not allowed", key);
+                ok = 0;
+            } else if (!s_validate(c, k->a, v, &cip, &ks, sc, NULL)) {
+                ok = 0;
+            }
+            if (!ok && !c->errors) {
+                return 0;
+            }
+        }
+        if (ok) {
+            a->all_props = 1;
+        }
+        return ok;
+    }
+    }
+    return 1;
+}
+
+static int s_validate(s_ctx_t *c, const s_node_t *n, const json_t *inst, const s_path_t *ip,
+                      const s_path_t *sp, const s_scope_t *sc, s_ann_t *ann)
+{
+    if (n->boolean == 1) {
+        return 1;
+    }
+    if (n->boolean == 0) {
+        s_err(c, ip, sp, "false", "no value is allowed here");
+        return 0;
+    }
+    if (c->depth >= S_MAX_DEPTH) {
+        c->internal = 1;
+        return 0;
+    }
+    c->depth++;
+    s_scope_t here;
+    if (n->res && (!sc || sc->res != n->res)) {
+        here.up = sc;
+        here.res = n->res;
+        sc = &here;
+    }
+    s_ann_t local;
+    s_ann_t *a = ann;
+    if (n->uneval) {
+        memset(&local, 0, sizeof(local));
+        a = &local;
+    }
+    int ok = 1;
+    for (size_t i = 0; i < n->nkw; i++) {
+        if (!s_eval_kw(c, &n->kws[i], inst, ip, sp, sc, a)) {
+            ok = 0;
+            if (!c->errors || c->internal) {
+                break;
+            }
+        }
+    }
+    if (n->uneval) {
+        if (ok && ann) {
+            s_ann_merge(ann, &local);
+        }
+        if (local.failed) {
+            c->internal = 1;
+        }
+        s_ann_free(&local);
+    }
+    c->depth--;
+    return ok && !c->internal;
+}
+
+int em_schema_validate(const em_schema_t *schema, const json_t *instance, json_t *errors)
+{
+    if (!schema || !instance) {
+        return -1;
+    }
+    s_ctx_t c = { .errors = json_is_array(errors) ? errors : NULL };
+    int r = s_validate(&c, schema->root, instance, NULL, NULL, NULL, NULL);
+    if (c.internal) {
+        if (c.errors) {
+            em_errors_add(c.errors, "", "schema", "schema recursion deeper than %d levels",
+                          S_MAX_DEPTH);
+        }
+        return -1;
+    }
+    return r;
+}
