@@ -837,10 +837,13 @@ typedef struct s_resource s_resource_t;
 typedef struct {
     pcre2_code *code;
     const char *src;
+    int jit; /* JIT-compiled: pcre2_jit_match applies */
 } s_re_t;
 
 typedef struct {
     const char *key; /* property name, pattern source or dependency name */
+    size_t klen;
+    uint32_t hash;
     s_node_t *node;
     s_re_t *re;
     json_t *req; /* draft-07 "dependencies" array form */
@@ -863,7 +866,38 @@ typedef struct {
     const char *aname;    /* name of kw a (e.g. "items" / "additionalItems") */
     const char *dyn_name; /* $dynamicRef anchor */
     size_t max;           /* maxContains (SIZE_MAX: none) */
+    uint32_t *tab;        /* properties: open-addressing table of entry index + 1 */
+    uint32_t tmask;
 } s_kw_t;
+
+/* FNV-1a over a property name. */
+static inline uint32_t s_khash(const char *k, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) {
+        h = (h ^ (unsigned char)k[i]) * 16777619u;
+    }
+    return h;
+}
+
+/* Index of the "properties" entry named key, or -1. */
+static inline long s_props_find(const s_kw_t *k, const char *key, size_t klen)
+{
+    if (!k->tab) {
+        return -1;
+    }
+    uint32_t h = s_khash(key, klen);
+    for (uint32_t i = h & k->tmask;; i = (i + 1) & k->tmask) {
+        uint32_t e = k->tab[i];
+        if (!e) {
+            return -1;
+        }
+        const s_entry_t *en = &k->ents[e - 1];
+        if (en->hash == h && en->klen == klen && !memcmp(en->key, key, klen)) {
+            return (long)(e - 1);
+        }
+    }
+}
 
 typedef struct {
     const char *name;
@@ -1052,9 +1086,7 @@ static s_re_t *s_re_compile(em_schema_t *s, const char *src)
     if (!code) {
         return NULL;
     }
-    if (s_use_jit()) {
-        pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
-    }
+    int jit = s_use_jit() && pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
     if (s->ncodes == s->capcodes) {
         size_t cap = s->capcodes ? s->capcodes * 2 : 16;
         pcre2_code **c = realloc(s->codes, cap * sizeof(*c));
@@ -1071,6 +1103,7 @@ static s_re_t *s_re_compile(em_schema_t *s, const char *src)
         return NULL;
     }
     re->code = code;
+    re->jit = jit;
     re->src = s_sdup(s, src);
     return re;
 }
@@ -1085,7 +1118,9 @@ static int s_re_match(const s_re_t *re, const char *str, size_t len)
             return -1;
         }
     }
-    int rc = pcre2_match(re->code, (PCRE2_SPTR)str, len, 0, 0, tl_md, NULL);
+    /* Jansson strings are valid UTF-8: no need for PCRE2 to check them again */
+    int rc = re->jit ? pcre2_jit_match(re->code, (PCRE2_SPTR)str, len, 0, 0, tl_md, NULL)
+                     : pcre2_match(re->code, (PCRE2_SPTR)str, len, 0, PCRE2_NO_UTF_CHECK, tl_md, NULL);
     return rc >= 0 ? 1 : (rc == PCRE2_ERROR_NOMATCH ? 0 : -1);
 }
 
@@ -1390,6 +1425,17 @@ static int s_compile_kws(em_schema_t *s, s_node_t *node, json_t *j, const s_info
         if ((v = json_object_get(j, "required")) && json_is_array(v) && json_array_size(v)) {
             S_NEED(k = s_kw_push(&kv, K_REQUIRED, "required"));
             k->val = v;
+            S_NEED(k->ents = s_alloc(s, json_array_size(v) * sizeof(s_entry_t)));
+            size_t i;
+            json_t *r;
+            json_array_foreach(v, i, r)
+            {
+                if (json_is_string(r)) {
+                    k->ents[k->n].key = json_string_value(r);
+                    k->ents[k->n].klen = json_string_length(r);
+                    k->n++;
+                }
+            }
         }
         if (!d7 && (v = json_object_get(j, "dependentRequired")) && json_is_object(v)) {
             S_NEED(k = s_kw_push(&kv, K_DEPREQ, "dependentRequired"));
@@ -1469,8 +1515,23 @@ static int s_compile_kws(em_schema_t *s, s_node_t *node, json_t *j, const s_info
                 json_object_foreach(pr, key, sub)
                 {
                     S_NEED(k->ents[i].key = s_sdup(s, key));
+                    k->ents[i].klen = strlen(key);
+                    k->ents[i].hash = s_khash(key, k->ents[i].klen);
                     S_NEED(k->ents[i].node = s_compile_node(s, sub, in));
                     i++;
+                }
+                uint32_t cap = 4;
+                while (cap < 2 * k->n) {
+                    cap *= 2;
+                }
+                S_NEED(k->tab = s_alloc(s, cap * sizeof(uint32_t)));
+                k->tmask = cap - 1;
+                for (size_t e = 0; e < k->n; e++) {
+                    uint32_t t = k->ents[e].hash & k->tmask;
+                    while (k->tab[t]) {
+                        t = (t + 1) & k->tmask;
+                    }
+                    k->tab[t] = (uint32_t)e + 1;
                 }
             }
             if (json_is_object(pp)) {
@@ -2050,10 +2111,19 @@ static int s_fmt_jsonptr(const char *s, size_t len)
 }
 
 /* RFC 3986 characters: unreserved / sub-delims / ":" "@" "/" "?" plus pct-encoded. */
+static const unsigned char s_uri_ok[256] = {
+    ['a' ... 'z'] = 1, ['A' ... 'Z'] = 1, ['0' ... '9'] = 1, ['-'] = 1, ['.'] = 1, ['_'] = 1,
+    ['~'] = 1, ['!'] = 1, ['$'] = 1, ['&'] = 1, ['\''] = 1, ['('] = 1, [')'] = 1, ['*'] = 1,
+    ['+'] = 1, [','] = 1, [';'] = 1, ['='] = 1, [':'] = 1, ['@'] = 1, ['/'] = 1, ['?'] = 1,
+};
+
 static int s_uri_chars(const char *s, size_t len, const char *extra)
 {
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
+        if (s_uri_ok[c]) {
+            continue;
+        }
         if (c == '%') {
             if (i + 2 >= len + 0 || !isxdigit((unsigned char)s[i + 1]) ||
                 !isxdigit((unsigned char)s[i + 2])) {
@@ -2076,13 +2146,11 @@ static int s_uri_chars(const char *s, size_t len, const char *extra)
 static int s_fmt_uriref(const char *s, size_t len, int need_scheme)
 {
     s_uri_t u;
-    char *dup = strndup(s, len);
     int ok = 0;
-    if (!dup || strlen(dup) != len) {
-        free(dup);
-        return 0;
+    if (strlen(s) != len) {
+        return 0; /* a NUL inside */
     }
-    s_uri_parse(dup, &u);
+    s_uri_parse(s, &u);
     if (need_scheme && !u.has_scheme) {
         goto out;
     }
@@ -2143,7 +2211,6 @@ static int s_fmt_uriref(const char *s, size_t len, int need_scheme)
     }
     ok = 1;
 out:
-    free(dup);
     return ok;
 }
 
@@ -2660,14 +2727,10 @@ static int s_eval_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst, const s_pa
             return 1;
         }
         int ok = 1;
-        size_t i;
-        json_t *v;
-        json_array_foreach(k->val, i, v)
-        {
-            if (json_is_string(v) && !json_object_get(inst, json_string_value(v))) {
+        for (size_t i = 0; i < k->n; i++) {
+            if (!json_object_getn(inst, k->ents[i].key, k->ents[i].klen)) {
                 ok = 0;
-                s_err(c, ip, sp, "required", "required property '%s' is missing",
-                      json_string_value(v));
+                s_err(c, ip, sp, "required", "required property '%s' is missing", k->ents[i].key);
                 if (!c->errors) {
                     break;
                 }
@@ -2818,32 +2881,46 @@ static int s_eval_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst, const s_pa
             return 1;
         }
         int ok = 1;
-        for (size_t i = 0; i < k->n; i++) {
-            json_t *v = json_object_get(inst, k->ents[i].key);
-            if (!v) {
-                continue;
-            }
-            s_ann_key(a, k->ents[i].key);
-            s_path_t cip = { ip, k->ents[i].key, 0 };
-            s_path_t csp = { &ks, k->ents[i].key, 0 };
-            if (!s_validate(c, k->ents[i].node, v, &cip, &csp, sc, NULL)) {
-                ok = 0;
-                if (!c->errors) {
-                    return 0;
+        if (!k->n2 && !k->a && json_object_size(inst) > k->n) {
+            /* only "properties", and fewer of them than the instance has members */
+            for (size_t i = 0; i < k->n; i++) {
+                json_t *v = json_object_getn(inst, k->ents[i].key, k->ents[i].klen);
+                if (!v) {
+                    continue;
+                }
+                s_ann_key(a, k->ents[i].key);
+                s_path_t cip = { ip, k->ents[i].key, 0 };
+                s_path_t csp = { &ks, k->ents[i].key, 0 };
+                if (!s_validate(c, k->ents[i].node, v, &cip, &csp, sc, NULL)) {
+                    ok = 0;
+                    if (!c->errors) {
+                        return 0;
+                    }
                 }
             }
-        }
-        if (!k->n2 && !k->a) {
             return ok;
         }
-        const char *key;
-        json_t *v;
-        json_object_foreach((json_t *)inst, key, v)
-        {
-            int matched = k->val && json_object_get(k->val, key);
+        /* one pass over the instance's members */
+        for (void *it = json_object_iter((json_t *)inst); it;
+             it = json_object_iter_next((json_t *)inst, it)) {
+            const char *key = json_object_iter_key(it);
+            size_t klen = json_object_iter_key_len(it);
+            json_t *v = json_object_iter_value(it);
             s_path_t cip = { ip, key, 0 };
+            long e = s_props_find(k, key, klen);
+            int matched = e >= 0;
+            if (matched) {
+                s_ann_key(a, key);
+                s_path_t csp = { &ks, key, 0 };
+                if (!s_validate(c, k->ents[e].node, v, &cip, &csp, sc, NULL)) {
+                    ok = 0;
+                    if (!c->errors) {
+                        return 0;
+                    }
+                }
+            }
             for (size_t p = 0; p < k->n2; p++) {
-                int m = s_re_match(k->pents[p].re, key, strlen(key));
+                int m = s_re_match(k->pents[p].re, key, klen);
                 if (m != 1) {
                     continue;
                 }
