@@ -870,15 +870,23 @@ typedef struct {
     uint32_t tmask;
 } s_kw_t;
 
-/* FNV-1a over a property name. */
+/* Hash of a property name or enum string: its length and its first and last 8 bytes (the
+ * names a schema lists rarely share all three; equal hashes are confirmed by memcmp). */
 static inline uint32_t s_khash(const char *k, size_t n)
 {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++) {
-        h = (h ^ (unsigned char)k[i]) * 16777619u;
+    uint64_t a = 0, b = 0;
+    if (n >= 8) {
+        memcpy(&a, k, 8);
+        memcpy(&b, k + n - 8, 8);
+    } else {
+        memcpy(&a, k, n);
     }
-    return h;
+    uint64_t h = (a ^ (b * 0x9e3779b97f4a7c15ULL) ^ n) * 0xff51afd7ed558ccdULL;
+    return (uint32_t)(h >> 32) ^ (uint32_t)h;
 }
+
+/* Fills k->tab from k->ents[0..k->n) (key, klen set).  Returns 0 or -1. */
+static int s_build_tab(em_schema_t *s, s_kw_t *k);
 
 /* Index of the "properties" entry named key, or -1. */
 static inline long s_props_find(const s_kw_t *k, const char *key, size_t klen)
@@ -1292,6 +1300,28 @@ static s_kw_t *s_kw_push(s_kwv_t *kv, int op, const char *name)
     return k;
 }
 
+static int s_build_tab(em_schema_t *s, s_kw_t *k)
+{
+    uint32_t cap = 4;
+    while (cap < 2 * k->n) {
+        cap *= 2;
+    }
+    k->tab = s_alloc(s, cap * sizeof(uint32_t));
+    if (!k->tab) {
+        return -1;
+    }
+    k->tmask = cap - 1;
+    for (size_t e = 0; e < k->n; e++) {
+        k->ents[e].hash = s_khash(k->ents[e].key, k->ents[e].klen);
+        uint32_t t = k->ents[e].hash & k->tmask;
+        while (k->tab[t]) {
+            t = (t + 1) & k->tmask;
+        }
+        k->tab[t] = (uint32_t)e + 1;
+    }
+    return 0;
+}
+
 static s_node_t **s_compile_list(em_schema_t *s, json_t *arr, const s_info_t *in, size_t *n)
 {
     *n = json_array_size(arr);
@@ -1379,6 +1409,19 @@ static int s_compile_kws(em_schema_t *s, s_node_t *node, json_t *j, const s_info
         if ((v = json_object_get(j, "enum")) && json_is_array(v)) {
             S_NEED(k = s_kw_push(&kv, K_ENUM, "enum"));
             k->val = v;
+            /* the strings also go into a hash table */
+            S_NEED(k->ents = s_alloc(s, (json_array_size(v) + 1) * sizeof(s_entry_t)));
+            size_t i;
+            json_t *e;
+            json_array_foreach(v, i, e)
+            {
+                if (json_is_string(e)) {
+                    k->ents[k->n].key = json_string_value(e);
+                    k->ents[k->n].klen = json_string_length(e);
+                    k->n++;
+                }
+            }
+            S_NEED(s_build_tab(s, k) == 0);
         }
         if ((v = json_object_get(j, "const"))) {
             S_NEED(k = s_kw_push(&kv, K_CONST, "const"));
@@ -1516,23 +1559,10 @@ static int s_compile_kws(em_schema_t *s, s_node_t *node, json_t *j, const s_info
                 {
                     S_NEED(k->ents[i].key = s_sdup(s, key));
                     k->ents[i].klen = strlen(key);
-                    k->ents[i].hash = s_khash(key, k->ents[i].klen);
                     S_NEED(k->ents[i].node = s_compile_node(s, sub, in));
                     i++;
                 }
-                uint32_t cap = 4;
-                while (cap < 2 * k->n) {
-                    cap *= 2;
-                }
-                S_NEED(k->tab = s_alloc(s, cap * sizeof(uint32_t)));
-                k->tmask = cap - 1;
-                for (size_t e = 0; e < k->n; e++) {
-                    uint32_t t = k->ents[e].hash & k->tmask;
-                    while (k->tab[t]) {
-                        t = (t + 1) & k->tmask;
-                    }
-                    k->tab[t] = (uint32_t)e + 1;
-                }
+                S_NEED(s_build_tab(s, k) == 0);
             }
             if (json_is_object(pp)) {
                 k->n2 = json_object_size(pp);
@@ -2607,6 +2637,13 @@ static int s_eval_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst, const s_pa
     case K_ENUM: {
         size_t i;
         json_t *v;
+        if (json_is_string(inst)) {
+            if (s_props_find(k, json_string_value(inst), json_string_length(inst)) >= 0) {
+                return 1;
+            }
+            s_err(c, ip, sp, "enum", "value is not one of the allowed values");
+            return 0;
+        }
         json_array_foreach(k->val, i, v)
         {
             if (s_equal(v, inst)) {
