@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <math.h>
 #include <pcre2.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -879,7 +880,9 @@ static inline uint32_t s_khash(const char *k, size_t n)
         memcpy(&a, k, 8);
         memcpy(&b, k + n - 8, 8);
     } else {
-        memcpy(&a, k, n);
+        for (size_t i = 0; i < n; i++) {
+            a |= (uint64_t)(unsigned char)k[i] << (8 * i);
+        }
     }
     uint64_t h = (a ^ (b * 0x9e3779b97f4a7c15ULL) ^ n) * 0xff51afd7ed558ccdULL;
     return (uint32_t)(h >> 32) ^ (uint32_t)h;
@@ -1116,13 +1119,30 @@ static s_re_t *s_re_compile(em_schema_t *s, const char *src)
     return re;
 }
 
-static _Thread_local pcre2_match_data *tl_md;
+/* One match-data block per thread, made on first use and freed when the thread ends. */
+static pthread_key_t s_md_key;
+static pthread_once_t s_md_once = PTHREAD_ONCE_INIT;
+
+static void s_md_free(void *md)
+{
+    pcre2_match_data_free(md);
+}
+
+static void s_md_init(void)
+{
+    if (pthread_key_create(&s_md_key, s_md_free) != 0) {
+        abort();
+    }
+}
 
 static int s_re_match(const s_re_t *re, const char *str, size_t len)
 {
+    pthread_once(&s_md_once, s_md_init);
+    pcre2_match_data *tl_md = pthread_getspecific(s_md_key);
     if (!tl_md) {
         tl_md = pcre2_match_data_create(1, NULL);
-        if (!tl_md) {
+        if (!tl_md || pthread_setspecific(s_md_key, tl_md) != 0) {
+            pcre2_match_data_free(tl_md);
             return -1;
         }
     }
@@ -1842,7 +1862,7 @@ static int s_fmt_date(const char *s, size_t len)
         !s_digits(s + 8, 2)) {
         return 0;
     }
-    int y = atoi(s), m = s_num2(s + 5), d = s_num2(s + 8);
+    int y = s_num2(s) * 100 + s_num2(s + 2), m = s_num2(s + 5), d = s_num2(s + 8);
     if (m < 1 || m > 12 || d < 1 || d > mdays[m - 1]) {
         return 0;
     }
