@@ -180,6 +180,35 @@ EMINE_ARCHIVE_HTTP='${HTTP[archive]}'
 EMINE_NOTIFY_HTTP='${HTTP[notify]}'
 EMINE_NOTIFY_ZMQ='$NOTIFY_ZMQ'
 EOF
+    if [ -s "$VAR/producer.key" ]; then
+        printf "EMINE_PRODUCER='local'\nEMINE_PRODUCER_KEY='%s'\n" "$(cat "$VAR/producer.key")" >>"$VAR/emine.env"
+    fi
+    chmod 600 "$VAR/emine.env"
+}
+
+# The local stack's own producer, `local`, allowed every source and every e-mining type (ingest
+# authenticates producers: [ingest] auth).  Its key is kept in var/producer.key and written to
+# var/emine.env as EMINE_PRODUCER / EMINE_PRODUCER_KEY, which eminectl publish reads.
+ensure_producer() {
+    local ctl="$BUILD/bin/eminectl" out
+    export EMINE_PG_DSN="$PG_DSN"
+    if [ -s "$VAR/producer.key" ] && "$ctl" producers list 2>/dev/null | grep -q '^local '; then
+        return 0
+    fi
+    if "$ctl" producers list 2>/dev/null | grep -q '^local '; then
+        out=$("$ctl" producers rotate local) || die "cannot rotate the key of producer local"
+    else
+        out=$("$ctl" producers add local --source '*' --type 'pk.gov.emining.*') ||
+            die "cannot add producer local"
+    fi
+    (umask 077 && printf '%s\n' "$out" | tail -n 1 >"$VAR/producer.key")
+    say "producer 'local' registered; its key is in var/producer.key"
+    # ingest re-reads the producers table every few seconds; SIGHUP makes it do so now.
+    local ipid
+    if ipid=$(live_pid "$VAR/run/ingest.service.pid"); then
+        kill -HUP "$ipid" 2>/dev/null || true
+        sleep 0.3
+    fi
 }
 
 # The supervisor of one service (runs detached, in its own session): starts the service,
@@ -292,6 +321,8 @@ up() {
     redis_up
     write_env
     services_up
+    ensure_producer
+    write_env
     say "up: environment in var/emine.env"
 }
 

@@ -15,6 +15,10 @@
 #include <strings.h>
 
 #include "em.h"
+#include "producers.h"
+
+#define INGEST_ZAP_ENDPOINT "inproc://zeromq.zap.01"
+#define INGEST_ANONYMOUS "anonymous"
 
 #define INGEST_MAX_ENV 4 /* identity + up to 3 echoed envelope frames */
 
@@ -32,6 +36,8 @@ typedef struct {
     int hwm;               /* ZeroMQ high-water marks */
     bool dedupe;           /* answer known duplicates from the Redis cache */
     int cache_timeout_ms;  /* Redis command timeout */
+    bool auth;             /* producers must authenticate (PLAIN over ZeroMQ, Bearer over HTTP) */
+    int producers_refresh_ms; /* how often the producers table is re-read */
 } ingest_cfg_t;
 
 static const em_config_entry_t s_config[] = {
@@ -60,6 +66,12 @@ static const em_config_entry_t s_config[] = {
      "answer known duplicates from the Redis cache without a round trip to archive"},
     {EM_CFG_INT, "ingest", "cache_timeout_ms", "200", offsetof(ingest_cfg_t, cache_timeout_ms),
      "Redis command timeout"},
+    {EM_CFG_BOOL, "ingest", "auth", "true", offsetof(ingest_cfg_t, auth),
+     "producers authenticate with their key (ZeroMQ PLAIN user/key, HTTP Authorization: Bearer) "
+     "and publish only the sources and types the producers table allows them"},
+    {EM_CFG_INT, "ingest", "producers_refresh_ms", "5000",
+     offsetof(ingest_cfg_t, producers_refresh_ms),
+     "how often the producers table is re-read (also on SIGHUP)"},
     {EM_CFG_END, NULL, NULL, NULL, 0, NULL},
 };
 
@@ -92,6 +104,10 @@ struct ingest {
     void *acks;                    /* SUB: outcomes from archive */
     em_http_t *http;
     em_cache_t *cache;
+    em_store_t *store;             /* read-only: the producers table */
+    ingest_producers_t *producers;
+    void *zap;                     /* REP: ZeroMQ authentication requests (ZAP) */
+    int64_t next_refresh_ms;
     em_metrics_t *metrics;
     em_metric_t *m_req_zmq, *m_req_http, *m_inflight, *m_latency;
     em_metric_t *m_status[7];
@@ -153,7 +169,7 @@ static int s_http_status(const char *status)
     if (strcmp(status, "busy") == 0)
         return 429;
     if (strcmp(status, "unauthorized") == 0)
-        return 401;
+        return 403; /* authenticated, not allowed this source or type */
     return 500;
 }
 
@@ -219,6 +235,22 @@ static void s_finish(ingest_t *self, ingest_pending_t *p)
     self->npending--;
 }
 
+/* A request-level answer that is not per event (status "rejected" or "unauthorized"). */
+static void s_reject_status(ingest_t *self, ingest_kind_t kind, em_http_req_t *http,
+                            void *const *env, const size_t *envlen, int nenv, int http_status,
+                            const char *status, json_t *errors)
+{
+    json_t *body = json_pack("{s:s, s:[], s:o}", "status", status, "results", "errors", errors);
+    s_count_status(self, status);
+    if (http_status == 401 && kind == KIND_HTTP)
+        em_http_add_header(http, "WWW-Authenticate", "Bearer realm=\"emine\"");
+    if (kind == KIND_HTTP)
+        s_reply_http(http, http_status, body);
+    else
+        s_reply_zmq(self, env, envlen, nenv, body);
+    json_decref(body);
+}
+
 /* A request-level rejection: not JSON, too large, too deep, a bad batch. */
 static void s_reject_request(ingest_t *self, ingest_kind_t kind, em_http_req_t *http,
                              void *const *env, const size_t *envlen, int nenv, int http_status,
@@ -247,7 +279,7 @@ static void s_collect_slice(void *arg, size_t index, const char *start, size_t l
 
 /* Checks and forwards event idx of p.  Returns nothing: the outcome is set in p when known. */
 static void s_handle_event(ingest_t *self, ingest_pending_t *p, size_t idx, json_t *event,
-                           const char *raw, size_t rawlen, const char *producer)
+                           const char *raw, size_t rawlen, const ingest_producer_t *prod)
 {
     json_t *r = json_array_get(p->results, idx);
     char digest[65];
@@ -280,6 +312,11 @@ static void s_handle_event(ingest_t *self, ingest_pending_t *p, size_t idx, json
         s_set_result(self, p, idx, "rejected", 0, errs);
         return;
     }
+    const char *ptr, *why;
+    if (prod && !ingest_producer_allows(prod, source, em_event_str(event, "type"), &ptr, &why)) {
+        s_set_result(self, p, idx, "unauthorized", 0, s_error(ptr, "authorization", why));
+        return;
+    }
     if (em_jcs_digest_hex(event, digest) != 0) {
         s_set_result(self, p, idx, "rejected", 0,
                      s_error("", "type", "the event holds a number JSON cannot represent"));
@@ -301,7 +338,7 @@ static void s_handle_event(ingest_t *self, ingest_pending_t *p, size_t idx, json
         return;
     }
     json_t *hdr = json_pack("{s:s, s:I, s:I, s:s, s:I, s:s, s:s, s:s}", "ing", self->id, "req",
-                            (json_int_t)p->req, "idx", (json_int_t)idx, "prod", producer, "rcv",
+                            (json_int_t)p->req, "idx", (json_int_t)idx, "prod", prod ? prod->name : INGEST_ANONYMOUS, "rcv",
                             (json_int_t)em_now_ms(), "digest", digest, "id", id, "source", source);
     char *htext = json_dumps(hdr, JSON_COMPACT);
     const void *frames[2] = {htext, raw};
@@ -340,7 +377,7 @@ static ingest_pending_t *s_new_pending(ingest_t *self, size_t n)
  * answers at once or leaves a pending entry.  text need not be NUL-terminated. */
 static void s_handle_request(ingest_t *self, ingest_kind_t kind, em_http_req_t *http,
                              void *const *env, const size_t *envlen, int nenv, const char *text,
-                             size_t len, bool force_batch, const char *producer)
+                             size_t len, bool force_batch, const ingest_producer_t *producer)
 {
     json_t *errors = NULL;
     json_t *root;
@@ -446,7 +483,19 @@ static void s_handle_router(ingest_t *self)
         env[i] = (void *)em_msg_data(&msg, i, &envlen[i]);
     size_t len;
     const char *text = em_msg_data(&msg, nenv, &len);
-    s_handle_request(self, KIND_ZMQ, NULL, env, envlen, nenv, text, len, false, "zmq");
+    const ingest_producer_t *prod = NULL;
+    if (self->cfg.auth) {
+        /* The ZAP handler admitted the connection and named its producer. */
+        const char *user = zmq_msg_gets(&msg.frames[nenv], "User-Id");
+        prod = ingest_producers_by_name(self->producers, user);
+        if (!prod) {
+            s_reject_status(self, KIND_ZMQ, NULL, env, envlen, nenv, 401, "unauthorized",
+                            s_error("", "authorization", "unknown or disabled producer"));
+            em_msg_close(&msg);
+            return;
+        }
+    }
+    s_handle_request(self, KIND_ZMQ, NULL, env, envlen, nenv, text, len, false, prod);
     em_msg_close(&msg);
 }
 
@@ -512,6 +561,61 @@ static void s_expire(ingest_t *self)
     }
 }
 
+/* --- producers --------------------------------------------------------------------- */
+
+/* ZAP (ZeroMQ RFC 27) for the PLAIN mechanism: user name = producer name, password = its key.
+ * The reply's user id is the producer name, which each message then carries as "User-Id". */
+static void s_handle_zap(ingest_t *self)
+{
+    em_msg_t msg;
+    size_t len[8] = {0};
+    const char *f[8] = {0};
+
+    if (em_msg_recv(self->zap, &msg, ZMQ_DONTWAIT) < 0)
+        return;
+    for (int i = 0; i < msg.nframes && i < 8; i++)
+        f[i] = em_msg_data(&msg, i, &len[i]);
+    char user[128] = "", key[256] = "";
+    bool plain = msg.nframes >= 8 && len[5] == 5 && memcmp(f[5], "PLAIN", 5) == 0;
+    if (plain && len[6] < sizeof user && len[7] < sizeof key) {
+        memcpy(user, f[6], len[6]);
+        memcpy(key, f[7], len[7]);
+    }
+    const ingest_producer_t *prod =
+        plain ? ingest_producers_check(self->producers, user, key) : NULL;
+    const char *status = prod ? "200" : "400";
+    const char *text = prod ? "OK" : plain ? "unknown producer or wrong key" : "PLAIN required";
+    const void *out[6] = {"1.0", f[1] ? f[1] : "", status, text, prod ? prod->name : "", ""};
+    size_t outlen[6] = {3, f[1] ? len[1] : 0, 3, strlen(text), prod ? strlen(prod->name) : 0, 0};
+    em_bus_sendv(self->zap, out, outlen, 6, 0);
+    if (!prod)
+        EM_LOG_WARN("auth", "refused a ZeroMQ producer (user '%s'): %s", user, text);
+    em_msg_close(&msg);
+}
+
+/* Re-reads the producers table when due (or on SIGHUP).  PostgreSQL being away keeps the
+ * set in force. */
+static void s_refresh_producers(ingest_t *self, bool now)
+{
+    char err[EM_ERR_LEN];
+
+    if (!self->cfg.auth || (!now && em_mono_ms() < self->next_refresh_ms))
+        return;
+    self->next_refresh_ms = em_mono_ms() + self->cfg.producers_refresh_ms;
+    if (!self->store)
+        self->store = em_store_new(self->cfg.shared.pg_dsn, err, sizeof err);
+    if (!self->store || !em_store_ensure(self->store)) {
+        EM_LOG_WARN("auth", "cannot read the producers table: %s",
+                    self->store ? em_store_errstr(self->store) : err);
+        return;
+    }
+    int n = ingest_producers_load(self->producers, self->store);
+    if (n < 0)
+        EM_LOG_WARN("auth", "cannot read the producers table: %s", em_store_errstr(self->store));
+    else if (now)
+        EM_LOG_INFO("auth", "%d producers admitted", n);
+}
+
 /* --- HTTP ---------------------------------------------------------------------------- */
 
 static void s_enum_headers(void *src, em_header_visit_fn *fn, void *arg)
@@ -528,7 +632,7 @@ static bool s_ctype_is(const char *ctype, const char *want)
 
 /* Binary mode: the attributes come from ce-* headers and the body is the data.  The archived
  * text keeps the producer's own bytes of a JSON body (numbers stay exact). */
-static void s_handle_binary(ingest_t *self, em_http_req_t *req)
+static void s_handle_binary(ingest_t *self, em_http_req_t *req, const ingest_producer_t *prod)
 {
     size_t len;
     const char *body = em_http_req_body(req, &len);
@@ -561,7 +665,7 @@ static void s_handle_binary(ingest_t *self, em_http_req_t *req)
         text = json_dumps(event, JSON_COMPACT);
     }
     json_decref(event);
-    s_handle_request(self, KIND_HTTP, req, NULL, NULL, 0, text, strlen(text), false, "http");
+    s_handle_request(self, KIND_HTTP, req, NULL, NULL, 0, text, strlen(text), false, prod);
     free(text);
 }
 
@@ -578,17 +682,35 @@ static void s_handle_http(void *arg, em_http_req_t *req)
             return;
         }
         em_metric_add(self->m_req_http, 1);
+        const ingest_producer_t *prod = NULL;
+        if (self->cfg.auth) {
+            const char *authz = em_http_req_header(req, "Authorization");
+            if (!ingest_producers_loaded(self->producers)) {
+                s_reject_status(self, KIND_HTTP, req, NULL, NULL, 0, 503, "busy",
+                                s_error("", "busy", "credentials cannot be checked yet; retry"));
+                return;
+            }
+            if (authz && strncasecmp(authz, "Bearer ", 7) == 0)
+                prod = ingest_producers_by_key(self->producers, authz + 7);
+            if (!prod) {
+                s_reject_status(self, KIND_HTTP, req, NULL, NULL, 0, 401, "unauthorized",
+                                s_error("", "authorization",
+                                        authz ? "unknown or disabled producer key"
+                                              : "send Authorization: Bearer <producer key>"));
+                return;
+            }
+        }
         const char *ctype = em_http_req_header(req, "Content-Type");
         size_t len;
         const char *body = em_http_req_body(req, &len);
         if (s_ctype_is(ctype, "application/cloudevents-batch+json"))
-            s_handle_request(self, KIND_HTTP, req, NULL, NULL, 0, body, len, true, "http");
+            s_handle_request(self, KIND_HTTP, req, NULL, NULL, 0, body, len, true, prod);
         else if (s_ctype_is(ctype, "application/cloudevents+json"))
-            s_handle_request(self, KIND_HTTP, req, NULL, NULL, 0, body, len, false, "http");
+            s_handle_request(self, KIND_HTTP, req, NULL, NULL, 0, body, len, false, prod);
         else if (em_http_req_header(req, "ce-specversion"))
-            s_handle_binary(self, req);
+            s_handle_binary(self, req, prod);
         else if (s_ctype_is(ctype, "application/json"))
-            s_handle_request(self, KIND_HTTP, req, NULL, NULL, 0, body, len, false, "http");
+            s_handle_request(self, KIND_HTTP, req, NULL, NULL, 0, body, len, false, prod);
         else
             s_reject_request(
                 self, KIND_HTTP, req, NULL, NULL, 0, 415,
@@ -601,11 +723,12 @@ static void s_handle_http(void *arg, em_http_req_t *req)
         em_http_respond(req, 200, "text/plain", "ok\n", 3);
     } else if (strcmp(path, "/readyz") == 0) {
         bool archive_seen = self->last_archive_ms && em_mono_ms() - self->last_archive_ms < 5000;
-        bool ready = archive_seen && !self->draining;
-        json_t *body = json_pack("{s:b, s:b, s:b, s:b, s:I}", "ready", ready, "archive",
-                                 archive_seen, "cache", em_cache_ping(self->cache) == 1,
-                                 "draining", self->draining, "inflight",
-                                 (json_int_t)self->inflight);
+        bool producers = !self->cfg.auth || ingest_producers_loaded(self->producers);
+        bool ready = archive_seen && producers && !self->draining;
+        json_t *body = json_pack("{s:b, s:b, s:b, s:b, s:b, s:I}", "ready", ready, "archive",
+                                 archive_seen, "producers", producers, "cache",
+                                 em_cache_ping(self->cache) == 1, "draining", self->draining,
+                                 "inflight", (json_int_t)self->inflight);
         s_reply_http(req, ready ? 200 : 503, body);
         json_decref(body);
     } else if (strcmp(path, "/metrics") == 0) {
@@ -659,10 +782,33 @@ ingest_t *ingest_new(const char *config_path)
     self->next_req = 1;
     self->pending = calloc((size_t)self->cfg.max_requests, sizeof *self->pending);
     self->ctx = zmq_ctx_new();
-    snprintf(ep, sizeof ep, "@%s", self->cfg.zmq);
-    self->router = em_bus_socket(self->ctx, ZMQ_ROUTER, ep, self->cfg.hwm, 0, err, sizeof err);
-    if (!self->router)
-        goto fail_bus;
+    self->producers = ingest_producers_new();
+    if (self->cfg.auth) {
+        /* The ZAP handler must be bound before the socket it authenticates for. */
+        self->zap = em_bus_socket(self->ctx, ZMQ_REP, "@" INGEST_ZAP_ENDPOINT, 0, 0, err,
+                                  sizeof err);
+        if (!self->zap)
+            goto fail_bus;
+        self->router = zmq_socket(self->ctx, ZMQ_ROUTER);
+        int one = 1, zero = 0;
+        zmq_setsockopt(self->router, ZMQ_PLAIN_SERVER, &one, sizeof one);
+        zmq_setsockopt(self->router, ZMQ_ZAP_DOMAIN, "emine", 5);
+        zmq_setsockopt(self->router, ZMQ_SNDHWM, &self->cfg.hwm, sizeof self->cfg.hwm);
+        zmq_setsockopt(self->router, ZMQ_RCVHWM, &self->cfg.hwm, sizeof self->cfg.hwm);
+        zmq_setsockopt(self->router, ZMQ_LINGER, &zero, sizeof zero);
+        if (zmq_bind(self->router, self->cfg.zmq) != 0) {
+            snprintf(err, sizeof err, "cannot bind %s: %s", self->cfg.zmq, zmq_strerror(errno));
+            goto fail_bus;
+        }
+        s_refresh_producers(self, true);
+    } else {
+        snprintf(ep, sizeof ep, "@%s", self->cfg.zmq);
+        self->router =
+            em_bus_socket(self->ctx, ZMQ_ROUTER, ep, self->cfg.hwm, 0, err, sizeof err);
+        if (!self->router)
+            goto fail_bus;
+        EM_LOG_WARN("auth", "producers are not authenticated ([ingest] auth = false)");
+    }
     snprintf(ep, sizeof ep, "@%s", self->cfg.shared.bus_pipeline);
     self->push = em_bus_socket(self->ctx, ZMQ_PUSH, ep, self->cfg.hwm, 0, err, sizeof err);
     if (!self->push)
@@ -730,10 +876,11 @@ int ingest_run(ingest_t *self)
             {self->acks, 0, ZMQ_POLLIN, 0},
             {NULL, em_http_fd(self->http), ZMQ_POLLIN, 0},
             {self->router, 0, ZMQ_POLLIN, 0},
+            {self->zap, 0, ZMQ_POLLIN, 0},
         };
         /* While draining, producers' new requests wait in their queue (they will time out
          * and retry elsewhere or later); HTTP is still served and answers 503. */
-        int n = self->draining ? 2 : 3;
+        int n = self->draining ? 2 : self->zap ? 4 : 3;
         int rc = zmq_poll(items, n, t < 0 || t > 100 ? 100 : t);
         if (rc == -1 && errno == EINTR)
             continue;
@@ -748,7 +895,7 @@ int ingest_run(ingest_t *self)
                 break;
         }
         em_http_run(self->http);
-        for (int i = 0; n == 3 && i < 64 && (items[2].revents & ZMQ_POLLIN); i++) {
+        for (int i = 0; n >= 3 && i < 64 && (items[2].revents & ZMQ_POLLIN); i++) {
             int events = 0;
             size_t sz = sizeof events;
             s_handle_router(self);
@@ -756,6 +903,9 @@ int ingest_run(ingest_t *self)
             if (!(events & ZMQ_POLLIN))
                 break;
         }
+        if (n == 4 && (items[3].revents & ZMQ_POLLIN))
+            s_handle_zap(self);
+        s_refresh_producers(self, em_signal_reload_requested());
         if (em_mono_ms() >= next_expire) {
             s_expire(self);
             next_expire = em_mono_ms() + 100;
@@ -793,9 +943,12 @@ void ingest_destroy(ingest_t **self_p)
         em_bus_close(&self->router);
         em_bus_close(&self->push);
         em_bus_close(&self->acks);
+        em_bus_close(&self->zap);
         if (self->ctx)
             zmq_ctx_term(self->ctx);
         em_cache_destroy(&self->cache);
+        em_store_destroy(&self->store);
+        ingest_producers_destroy(&self->producers);
         em_metrics_destroy(&self->metrics);
         if (self->cfg_loaded)
             em_config_release(s_config, &self->cfg);

@@ -166,6 +166,9 @@ em_harness_start() {
         export "EMINE_$v=127.0.0.1:$p"
     done
     export EMINE_CONFIG=config/emine.conf
+    # Producer authentication is tested on its own (tests/e2e/test_auth.sh); the other tests
+    # publish as the anonymous producer unless they set EMINE_INGEST_AUTH=true first.
+    export EMINE_INGEST_AUTH=${EMINE_INGEST_AUTH:-false}
     em_log "harness: $EM_TMP  pg :$EM_PG_PORT  redis :$EM_REDIS_PORT"
 }
 

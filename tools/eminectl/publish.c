@@ -236,6 +236,9 @@ static void s_help(void)
            "  --timeout-ms T    re-send a request unanswered after T ms (default 5000)\n"
            "  --deadline-s S    give up after S seconds (default 600)\n"
            "  --results FILE    write one JSON line per event: id, source, status, seq, errors\n"
+           "  --producer NAME   authenticate as this producer (default $EMINE_PRODUCER)\n"
+           "  --key KEY         the producer's key (default $EMINE_PRODUCER_KEY): ZeroMQ PLAIN\n"
+           "                    user/password, HTTP Authorization: Bearer\n"
            "  --quiet           no summary line\n"
            "  --raw             send each FILE's bytes as they are, one request per file; the\n"
            "                    results lines carry the file name and ingest's whole answer\n"
@@ -250,9 +253,11 @@ int cmd_publish(int argc, char **argv)
         {"timeout-ms", required_argument, 0, 't'}, {"deadline-s", required_argument, 0, 'd'},
         {"results", required_argument, 0, 'r'},    {"quiet", no_argument, 0, 'q'},
         {"raw", no_argument, 0, 'R'},              {"help", no_argument, 0, 'h'},
+        {"producer", required_argument, 0, 'u'},   {"key", required_argument, 0, 'k'},
         {0, 0, 0, 0}};
     const char *zep = ctl_env("EMINE_INGEST_ZMQ", "tcp://127.0.0.1:7001");
     const char *http = NULL, *results_path = NULL;
+    const char *user = ctl_env("EMINE_PRODUCER", NULL), *key = ctl_env("EMINE_PRODUCER_KEY", NULL);
     long batch = 1, window = 32, timeout_ms = 5000, deadline_s = 600;
     bool quiet = false;
     pub_input_t in = {0};
@@ -270,6 +275,8 @@ int cmd_publish(int argc, char **argv)
         case 'r': results_path = optarg; break;
         case 'q': quiet = true; break;
         case 'R': in.raw = true; break;
+        case 'u': user = optarg; break;
+        case 'k': key = optarg; break;
         case 'h': s_help(); return 0;
         default: s_help(); return 2;
         }
@@ -301,6 +308,11 @@ int cmd_publish(int argc, char **argv)
         struct curl_slist *hdrs = curl_slist_append(
             NULL, batch > 1 ? "Content-Type: application/cloudevents-batch+json"
                             : "Content-Type: application/cloudevents+json");
+        if (key) {
+            char authz[600];
+            snprintf(authz, sizeof authz, "Authorization: Bearer %s", key);
+            hdrs = curl_slist_append(hdrs, authz);
+        }
         for (size_t i = 0; i < nreq && em_mono_ms() < deadline;) {
             pub_buf_t b = {0};
             curl_easy_setopt(curl, CURLOPT_URL, url);
@@ -327,9 +339,19 @@ int cmd_publish(int argc, char **argv)
         curl_easy_cleanup(curl);
     } else {
         void *ctx = zmq_ctx_new();
-        char ep[512], err[256];
-        snprintf(ep, sizeof ep, ">%s", zep);
-        void *sock = em_bus_socket(ctx, ZMQ_DEALER, ep, 0, 0, err, sizeof err);
+        char err[256];
+        void *sock = zmq_socket(ctx, ZMQ_DEALER);
+        int zero = 0;
+        zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+        if (user && key) {
+            zmq_setsockopt(sock, ZMQ_PLAIN_USERNAME, user, strlen(user));
+            zmq_setsockopt(sock, ZMQ_PLAIN_PASSWORD, key, strlen(key));
+        }
+        if (zmq_connect(sock, zep) != 0) {
+            snprintf(err, sizeof err, "cannot connect %s: %s", zep, zmq_strerror(errno));
+            zmq_close(sock);
+            sock = NULL;
+        }
         if (!sock) {
             fprintf(stderr, "eminectl publish: %s\n", err);
             zmq_ctx_term(ctx);
