@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # An independent ZeroMQ client (the npm `zeromq` binding, no libemine code) publishes 5,000
-# events with the documented producer protocol: 5,000 accepted and 5,000 rows; re-sending
+# events with the documented producer protocol, authenticated as a producer with ZeroMQ PLAIN:
+# 5,000 accepted and 5,000 rows; re-sending
 # gives duplicate with the same seqs; an altered payload under the same id gives conflict.
 source "$(dirname "$0")/../lib/harness.sh"
 N=${EM_INTEROP_EVENTS:-5000}
@@ -8,9 +9,14 @@ if [ ! -d tests/interop/node_modules/zeromq ]; then
     (cd tests/interop && npm ci --no-audit --no-fund >/dev/null 2>&1) ||
         { em_fail "npm ci in tests/interop (the zeromq test peer)"; em_done; exit 1; }
 fi
+export EMINE_INGEST_AUTH=true EMINE_INGEST_PRODUCERS_REFRESH_MS=200
 em_harness_start || exit 1
 em_start_all || { em_done; exit 1; }
 T=$EM_TMP
+EMINE_PRODUCER=customs
+EMINE_PRODUCER_KEY=$("$EM_BUILD/bin/eminectl" producers add customs --source /pk/psw/ --type 'pk.gov.emining.*' | tail -n 1)
+export EMINE_PRODUCER EMINE_PRODUCER_KEY
+sleep 0.6 # ingest re-reads the producers table every 200 ms here
 tests/fixtures/gen_events.sh "$N" interop /pk/psw/customs >"$T/events.ndjson"
 
 out=$(node tests/interop/zmq_dealer.mjs "$EMINE_INGEST_ZMQ" "$T/events.ndjson" "$T/r1.jsonl" 64)

@@ -13,7 +13,11 @@ import { readFileSync, writeFileSync } from "node:fs";
 const [endpoint, file, out, inflightArg] = process.argv.slice(2);
 const lines = readFileSync(file, "utf8").split("\n").filter((l) => l.trim());
 const inflight = Number(inflightArg || 64);
-const sock = new Dealer({ receiveHighWaterMark: 0, sendHighWaterMark: 0 });
+// With EMINE_PRODUCER / EMINE_PRODUCER_KEY set, authenticate with ZeroMQ PLAIN.
+const auth = process.env.EMINE_PRODUCER_KEY
+  ? { plainUsername: process.env.EMINE_PRODUCER, plainPassword: process.env.EMINE_PRODUCER_KEY }
+  : {};
+const sock = new Dealer({ receiveHighWaterMark: 0, sendHighWaterMark: 0, ...auth });
 sock.connect(endpoint);
 
 const byKey = new Map(); // source + " " + id -> index
