@@ -26,6 +26,7 @@
 #include "em_signal.h"
 #include "em_store.h"
 #include "em_util.h"
+#include "subs.h"
 
 #define MOD "notify"
 #define CURSOR_NAME "notify"
@@ -36,6 +37,7 @@
 #define PG_BACKOFF_MIN_MS 100
 #define PG_BACKOFF_MAX_MS 5000
 #define BLOCKED_RETRY_MS 10         /* a client whose pipe was full is retried after this */
+#define HTTP_MAX_BODY 65536         /* admin HTTP request bodies (subscriptions) */
 
 typedef struct {
     em_shared_cfg_t shared;
@@ -98,6 +100,7 @@ struct notify {
     void *mon;    /* PAIR receiving the SUB's monitor events */
     char endpoint[256];
     em_http_t *http;
+    notify_subs_t *subs;   /* /v1/subscriptions (subs.c) */
     em_metrics_t *metrics;
     em_metric_t *m_seen, *m_head, *m_clients, *m_sent, *m_catchup, *m_blocked;
 
@@ -806,6 +809,8 @@ static void s_handle_http(void *arg, em_http_req_t *req)
     notify_t *self = arg;
     const char *path = em_http_req_path(req);
     const char *method = em_http_req_method(req);
+    if (notify_subs_handle(self->subs, req))
+        return;
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
         em_http_respond(req, 405, "text/plain", "method not allowed\n", 19);
         return;
@@ -953,7 +958,13 @@ notify_t *notify_new(const char *config_path)
         goto fail;
     }
 
-    self->http = em_http_new(self->cfg.http, 4096, s_handle_http, self, err, sizeof err);
+    self->subs = notify_subs_new(self->cfg.shared.pg_dsn);
+    if (!self->subs) {
+        EM_LOG_ERROR(MOD, "out of memory");
+        goto fail;
+    }
+    self->http =
+        em_http_new(self->cfg.http, HTTP_MAX_BODY, s_handle_http, self, err, sizeof err);
     if (!self->http) {
         EM_LOG_ERROR(MOD, "admin HTTP on %s: %s", self->cfg.http, err);
         goto fail;
@@ -995,6 +1006,7 @@ void notify_destroy(notify_t **self_p)
     if (self->zctx)
         zmq_ctx_term(self->zctx);
     em_http_destroy(&self->http);
+    notify_subs_destroy(&self->subs);
     em_metrics_destroy(&self->metrics);
     em_store_destroy(&self->store);
     if (self->ring) {

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# test_subs.sh - subscriptions end to end with the real binaries: archive applies migration
+# 002, an operator creates organisations and API keys with `eminectl subs`, organisations
+# manage their subscriptions over notify's /v1/subscriptions with their keys, and the
+# operator lists them.
+set -uo pipefail
+source "$(dirname "$0")/../lib/harness.sh"
+
+em_harness_start
+em_start archive && em_wait_ready archive || { em_fail "archive ready"; em_done; exit 1; }
+em_start notify && em_wait_ready notify || { em_fail "notify ready"; em_done; exit 1; }
+CTL="$EM_BUILD/bin/eminectl"
+API="http://$EMINE_NOTIFY_HTTP/v1/subscriptions"
+
+em_eq "migration 002 applied" \
+    "$(em_psql "select count(*) from schema_migrations where name = '002_subscriptions.sql'")" 1
+
+em_check "eminectl subs org-create (enterprise)" \
+    "$CTL" subs org-create mhd --kind enterprise --name "MCC Huaye Duddar" --party 0045121 \
+    --source /operators/mhd
+em_check "eminectl subs org-create (authority)" \
+    "$CTL" subs org-create ba-mmdd --kind authority --province PK-BA --source /pk/ba/mmdd/
+"$CTL" subs org-create x --kind authority >/dev/null 2>&1
+em_eq "an authority without a province is refused (usage)" "$?" 2
+KEY_MHD=$("$CTL" subs key-create mhd --label e2e 2>/dev/null)
+KEY_BA=$("$CTL" subs key-create ba-mmdd 2>/dev/null)
+em_check "keys are printed once" test -n "$KEY_MHD" -a -n "$KEY_BA"
+em_eq "only the key's SHA-256 is stored" \
+    "$(em_psql "select count(*) from api_keys where key_hash = encode(sha256(convert_to('$KEY_MHD', 'UTF8')), 'hex')")" 1
+em_eq "the key itself is not stored" \
+    "$(em_psql "select count(*) from api_keys where key_hash = '$KEY_MHD'")" 0
+
+code=$(curl -s -o /dev/null -w '%{http_code}' "$API")
+em_eq "no key: 401" "$code" 401
+
+body='{"sink":"https://hooks.mhd.example/emine","types":["pk.gov.emining.shipment.exported"],"languages":["zh-Hans","en"]}'
+resp=$(curl -s -w '\n%{http_code}' -H "Authorization: Bearer $KEY_MHD" \
+    -H 'Content-Type: application/json' -d "$body" "$API")
+em_eq "POST: 201" "$(tail -n1 <<<"$resp")" 201
+id=$(head -n -1 <<<"$resp" | grep -o '"id": *"sub_[0-9a-f]*"' | grep -o 'sub_[0-9a-f]*')
+em_check "the new subscription has an id" test -n "$id"
+
+resp=$(curl -s -w '\n%{http_code}' -H "Authorization: Bearer $KEY_MHD" \
+    -H 'Content-Type: application/json' -d '{"sink":"ftp://x"}' "$API")
+em_eq "bad sink: 400" "$(tail -n1 <<<"$resp")" 400
+em_eq "bad sink: the error names the member" "$(head -n -1 <<<"$resp")" \
+    '{"error":"must be an http or https URL","pointer":"/sink"}'
+
+em_eq "GET by another organisation: 404" \
+    "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY_BA" "$API/$id")" 404
+em_eq "GET by its organisation: 200" \
+    "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY_MHD" "$API/$id")" 200
+em_eq "PUT: 200" "$(curl -s -o /dev/null -w '%{http_code}' -X PUT \
+    -H "Authorization: Bearer $KEY_MHD" -d '{"sink":"https://hooks.mhd.example/v2"}' "$API/$id")" 200
+
+list=$("$CTL" subs list)
+em_check "eminectl subs list shows it with the new sink" grep -q "$id	mhd	active	https://hooks.mhd.example/v2" <<<"$list"
+em_check "eminectl subs show names the organisation" \
+    bash -c "'$CTL' subs show '$id' | grep -q '\"org_id\": \"mhd\"'"
+em_check "eminectl subs show keeps the secret out" \
+    bash -c "! '$CTL' subs show '$id' | grep -q whsec_"
+
+key_id=$(em_psql "select id from api_keys where org_id = 'mhd'")
+em_check "eminectl subs key-revoke" "$CTL" subs key-revoke "$key_id"
+em_eq "a revoked key: 401" \
+    "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY_MHD" "$API")" 401
+
+em_check "eminectl subs delete" "$CTL" subs delete "$id"
+em_eq "deleted with its cursor" \
+    "$(em_psql "select count(*) from subscription_cursors where subscription_id = '$id'")" 0
+em_check "notify still ready" curl -sf "http://$EMINE_NOTIFY_HTTP/readyz" -o /dev/null
+em_done
