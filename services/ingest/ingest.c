@@ -522,10 +522,11 @@ static void s_handle_acks(ingest_t *self)
         size_t idx = (size_t)json_integer_value(json_object_get(r, "idx"));
         const char *status = json_string_value(json_object_get(r, "status"));
         ingest_pending_t *p = &self->pending[req % (uint64_t)self->cfg.max_requests];
+        if (!status || req == 0 || p->req != req || idx >= p->n ||
+            json_object_get(json_array_get(p->results, idx), "status"))
+            continue; /* answered already (timed out: counted then), or not ours */
         if (self->inflight > 0)
             self->inflight--;
-        if (!status || req == 0 || p->req != req || idx >= p->n)
-            continue; /* answered already (timed out), or not ours */
         json_t *errors = json_object_get(r, "errors");
         s_set_result(self, p, idx, status, json_integer_value(json_object_get(r, "seq")),
                      errors ? json_incref(errors) : NULL);
