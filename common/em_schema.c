@@ -1005,6 +1005,10 @@ static json_t *s_lookup_uri(const em_schema_t *s, const char *uri)
 
 static void s_re_free_all(em_schema_t *s);
 
+/* written for PCRE2_EXTRA_ALT_BSUX, where \\x takes two hex digits and \\u four */
+#define S_ECMA_SPACE                                                                               \
+    "\\t\\n\\x0b\\f\\r \\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff"
+
 /* ECMA-262 spells Unicode general categories in long form (\p{Letter}); PCRE2 10.42 knows
  * the short ones.  Returns a new string with \p{Long} / \P{Long} rewritten. */
 static char *s_re_translate(const char *src)
@@ -1027,6 +1031,7 @@ static char *s_re_translate(const char *src)
         { "Private_Use", "Co" },     { "Unassigned", "Cn" },       { NULL, NULL }
     };
     s_buf_t b = { 0 };
+    int in_class = 0;
     s_buf_puts(&b, "");
     for (const char *p = src; *p; p++) {
         if (p[0] == '\\' && (p[1] == 'p' || p[1] == 'P') && p[2] == '{') {
@@ -1049,10 +1054,27 @@ static char *s_re_translate(const char *src)
                 continue;
             }
         }
+        if (p[0] == '\\' && (p[1] == 's' || p[1] == 'S') && (!in_class || p[1] == 's')) {
+            /* ECMA-262 \s is Unicode White_Space plus U+FEFF; PCRE2's (without UCP) is ASCII */
+            if (in_class) {
+                s_buf_puts(&b, S_ECMA_SPACE);
+            } else {
+                s_buf_puts(&b, p[1] == 's' ? "[" : "[^");
+                s_buf_puts(&b, S_ECMA_SPACE);
+                s_buf_puts(&b, "]");
+            }
+            p++;
+            continue;
+        }
         if (p[0] == '\\' && p[1]) {
             s_buf_putn(&b, p, 2);
             p++;
             continue;
+        }
+        if (p[0] == '[' && !in_class) {
+            in_class = 1;
+        } else if (p[0] == ']' && in_class) {
+            in_class = 0;
         }
         s_buf_putn(&b, p, 1);
     }
@@ -1544,9 +1566,12 @@ static int s_compile_kws(em_schema_t *s, s_node_t *node, json_t *j, const s_info
                 S_NEED(k->a = s_compile_node(s, v, in));
             }
         }
-        v = json_object_get(j, d7 ? "dependencies" : "dependentSchemas");
+        for (int pass = 0; pass < 2; pass++) {
+        /* 2020-12 also honours draft-07's "dependencies" (compatibility) */
+        const char *dname = pass == 0 ? "dependencies" : (d7 ? NULL : "dependentSchemas");
+        v = dname ? json_object_get(j, dname) : NULL;
         if (json_is_object(v) && json_object_size(v)) {
-            S_NEED(k = s_kw_push(&kv, K_DEPSCHEMAS, d7 ? "dependencies" : "dependentSchemas"));
+            S_NEED(k = s_kw_push(&kv, K_DEPSCHEMAS, dname));
             k->n = json_object_size(v);
             S_NEED(k->ents = s_alloc(s, k->n * sizeof(s_entry_t)));
             const char *key;
@@ -1562,6 +1587,7 @@ static int s_compile_kws(em_schema_t *s, s_node_t *node, json_t *j, const s_info
                 }
                 i++;
             }
+        }
         }
         json_t *pr = json_object_get(j, "properties");
         json_t *pp = json_object_get(j, "patternProperties");
@@ -2616,7 +2642,7 @@ static int s_multiple_of(const json_t *inst, const s_kw_t *k)
     }
     double q = x / d;
     if (!isfinite(q)) {
-        return 0;
+        return fmod(x, d) == 0; /* the quotient overflows: the exact remainder decides */
     }
     return fabs(q - nearbyint(q)) < 1e-9;
 }
