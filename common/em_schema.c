@@ -2086,6 +2086,190 @@ static int s_fmt_ipv6(const char *s, size_t len)
     return dbl ? groups <= 7 : groups == 8;
 }
 
+/* RFC 3492 Punycode decoding of an A-label's tail.  Returns the number of code points written
+ * to out (at most cap), or -1. */
+static long s_punycode_decode(const char *in, size_t len, uint32_t *out, size_t cap)
+{
+    enum { BASE = 36, TMIN = 1, TMAX = 26, SKEW = 38, DAMP = 700 };
+    size_t n_out = 0, b = 0;
+    for (size_t j = 0; j < len; j++) {
+        if (in[j] == '-') {
+            b = j;
+        }
+    }
+    if (b > cap) {
+        return -1;
+    }
+    for (size_t j = 0; j < b; j++) {
+        if ((unsigned char)in[j] >= 0x80) {
+            return -1;
+        }
+        out[n_out++] = (unsigned char)in[j];
+    }
+    uint32_t n = 128, bias = 72;
+    uint64_t i = 0;
+    for (size_t p = b > 0 ? b + 1 : 0; p < len;) {
+        uint64_t oldi = i, w = 1;
+        for (uint32_t k = BASE;; k += BASE) {
+            if (p >= len) {
+                return -1;
+            }
+            int c = (unsigned char)in[p++];
+            uint32_t digit = c >= '0' && c <= '9'   ? (uint32_t)(c - '0' + 26)
+                             : c >= 'A' && c <= 'Z' ? (uint32_t)(c - 'A')
+                             : c >= 'a' && c <= 'z' ? (uint32_t)(c - 'a')
+                                                    : BASE;
+            if (digit >= BASE) {
+                return -1;
+            }
+            i += digit * w;
+            if (i > 0x7fffffff) {
+                return -1;
+            }
+            uint32_t t = k <= bias ? TMIN : k >= bias + TMAX ? TMAX : k - bias;
+            if (digit < t) {
+                break;
+            }
+            w *= BASE - t;
+            if (w > 0x7fffffff) {
+                return -1;
+            }
+        }
+        /* adapt */
+        uint64_t delta = oldi == 0 ? (i - oldi) / DAMP : (i - oldi) / 2;
+        delta += delta / (n_out + 1);
+        uint32_t k = 0;
+        while (delta > ((BASE - TMIN) * TMAX) / 2) {
+            delta /= BASE - TMIN;
+            k += BASE;
+        }
+        bias = (uint32_t)(k + (BASE - TMIN + 1) * delta / (delta + SKEW));
+        n += (uint32_t)(i / (n_out + 1));
+        i %= (n_out + 1);
+        if (n > 0x10FFFF || (n >= 0xD800 && n <= 0xDFFF) || n_out >= cap) {
+            return -1;
+        }
+        memmove(out + i + 1, out + i, (n_out - i) * sizeof(uint32_t));
+        out[i++] = n;
+        n_out++;
+    }
+    return (long)n_out;
+}
+
+/* Unicode classes for the IDNA2008 checks, through PCRE2's Unicode tables. */
+enum { U_MARK, U_GREEK, U_HEBREW, U_HKH, U_VIRAMA, U_NCLASSES };
+static pcre2_code *s_uclass[U_NCLASSES];
+static pthread_once_t s_uclass_once = PTHREAD_ONCE_INIT;
+
+static void s_uclass_init(void)
+{
+    static const char *const src[U_NCLASSES] = {
+        "^\\p{M}$", "^\\p{Greek}$", "^\\p{Hebrew}$", "^[\\p{Hiragana}\\p{Katakana}\\p{Han}]$",
+        /* code points with canonical combining class 9 (Virama), the common ones */
+        "^[\\x{94D}\\x{9CD}\\x{A4D}\\x{ACD}\\x{B4D}\\x{BCD}\\x{C4D}\\x{CCD}\\x{D3B}\\x{D3C}"
+        "\\x{D4D}\\x{DCA}\\x{E3A}\\x{EBA}\\x{F84}\\x{1039}\\x{103A}\\x{1714}\\x{1715}\\x{1734}"
+        "\\x{17D2}\\x{1A60}\\x{1B44}\\x{1BAA}\\x{1BAB}\\x{1BF2}\\x{1BF3}\\x{2D7F}\\x{A806}"
+        "\\x{A82C}\\x{A8C4}\\x{A953}\\x{A9C0}\\x{AAF6}\\x{ABED}\\x{10A3F}\\x{11046}\\x{11070}"
+        "\\x{1107F}\\x{110B9}\\x{11133}\\x{11134}\\x{111C0}\\x{11235}\\x{112EA}\\x{1134D}"
+        "\\x{11442}\\x{114C2}\\x{115BF}\\x{1163F}\\x{116B6}\\x{1172B}\\x{11839}\\x{1193D}"
+        "\\x{1193E}\\x{119E0}\\x{11A34}\\x{11A47}\\x{11A99}\\x{11C3F}\\x{11D44}\\x{11D45}"
+        "\\x{11D97}]$",
+    };
+    for (int i = 0; i < U_NCLASSES; i++) {
+        int errcode;
+        PCRE2_SIZE erroff;
+        s_uclass[i] = pcre2_compile((PCRE2_SPTR)src[i], PCRE2_ZERO_TERMINATED, PCRE2_UTF,
+                                    &errcode, &erroff, NULL);
+    }
+}
+
+static int s_cp_in(int cls, uint32_t cp)
+{
+    unsigned char buf[4];
+    size_t n;
+    pthread_once(&s_uclass_once, s_uclass_init);
+    if (!s_uclass[cls]) {
+        return 0;
+    }
+    if (cp < 0x80) {
+        buf[0] = (unsigned char)cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        buf[0] = (unsigned char)(0xC0 | (cp >> 6));
+        buf[1] = (unsigned char)(0x80 | (cp & 0x3F));
+        n = 2;
+    } else if (cp < 0x10000) {
+        buf[0] = (unsigned char)(0xE0 | (cp >> 12));
+        buf[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+        buf[2] = (unsigned char)(0x80 | (cp & 0x3F));
+        n = 3;
+    } else {
+        buf[0] = (unsigned char)(0xF0 | (cp >> 18));
+        buf[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+        buf[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+        buf[3] = (unsigned char)(0x80 | (cp & 0x3F));
+        n = 4;
+    }
+    pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+    if (!md) {
+        return 0;
+    }
+    int rc = pcre2_match(s_uclass[cls], buf, n, 0, 0, md, NULL);
+    pcre2_match_data_free(md);
+    return rc >= 0;
+}
+
+/* An "xn--" label: its Punycode must decode to a U-label that IDNA2008 (RFC 5891, 5892 and
+ * the contextual rules of its appendix A) allows.  The checks made: decoding, no "--" at
+ * positions 3-4, no leading combining mark, the DISALLOWED exceptions of RFC 5892 2.6, and the
+ * CONTEXTJ/CONTEXTO rules for U+200D, U+00B7, U+0375, U+05F3, U+05F4, U+30FB and the
+ * Arabic-Indic digits. */
+static int s_alabel_ok(const char *lab, size_t len)
+{
+    uint32_t cp[64];
+    long n = s_punycode_decode(lab + 4, len - 4, cp, 64);
+    if (n <= 0) {
+        return 0;
+    }
+    if (n >= 4 && cp[2] == '-' && cp[3] == '-') {
+        return 0;
+    }
+    if (s_cp_in(U_MARK, cp[0])) {
+        return 0;
+    }
+    int arabic = 0, ext_arabic = 0, katakana_dot = 0, hkh = 0;
+    for (long i = 0; i < n; i++) {
+        uint32_t c = cp[i];
+        if (c == 0x0640 || c == 0x07FA || c == 0x302E || c == 0x302F ||
+            (c >= 0x3031 && c <= 0x3035) || c == 0x303B) {
+            return 0;
+        }
+        if (c == 0x00B7 && !(i > 0 && cp[i - 1] == 'l' && i + 1 < n && cp[i + 1] == 'l')) {
+            return 0;
+        }
+        if (c == 0x0375 && !(i + 1 < n && s_cp_in(U_GREEK, cp[i + 1]))) {
+            return 0;
+        }
+        if ((c == 0x05F3 || c == 0x05F4) && !(i > 0 && s_cp_in(U_HEBREW, cp[i - 1]))) {
+            return 0;
+        }
+        if (c == 0x200D && !(i > 0 && s_cp_in(U_VIRAMA, cp[i - 1]))) {
+            return 0;
+        }
+        if (c == 0x30FB) {
+            katakana_dot = 1;
+        } else if (c >= 0x2E80 && s_cp_in(U_HKH, c)) {
+            hkh = 1;
+        }
+        arabic |= c >= 0x0660 && c <= 0x0669;
+        ext_arabic |= c >= 0x06F0 && c <= 0x06F9;
+    }
+    if ((katakana_dot && !hkh) || (arabic && ext_arabic)) {
+        return 0;
+    }
+    return 1;
+}
+
 static int s_fmt_hostname(const char *s, size_t len)
 {
     if (len == 0 || len > 253) {
@@ -2098,9 +2282,13 @@ static int s_fmt_hostname(const char *s, size_t len)
             if (l == 0 || l > 63 || s[st] == '-' || s[i - 1] == '-') {
                 return 0;
             }
-            if (l >= 4 && s[st + 2] == '-' && s[st + 3] == '-' &&
-                !(tolower((unsigned char)s[st]) == 'x' && tolower((unsigned char)s[st + 1]) == 'n')) {
-                return 0;
+            if (l >= 4 && s[st + 2] == '-' && s[st + 3] == '-') {
+                if (!(tolower((unsigned char)s[st]) == 'x' && tolower((unsigned char)s[st + 1]) == 'n')) {
+                    return 0;
+                }
+                if (!s_alabel_ok(s + st, l)) {
+                    return 0;
+                }
             }
             st = i + 1;
         } else if (!isalnum((unsigned char)s[i]) && s[i] != '-') {
@@ -2676,9 +2864,21 @@ static int s_eval_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst, const s_pa
         if (k->mask & s_inst_type(inst)) {
             return 1;
         }
-        s_err(c, ip, sp, "type", "expected %s, got %s",
-              json_is_string(k->val) ? json_string_value(k->val) : "one of the listed types",
-              s_type_name(inst));
+        if (c->errors) {
+            char want[128] = "";
+            size_t i;
+            json_t *t;
+            if (json_is_string(k->val)) {
+                snprintf(want, sizeof(want), "%s", json_string_value(k->val));
+            }
+            json_array_foreach(k->val, i, t)
+            {
+                size_t l = strlen(want);
+                snprintf(want + l, sizeof(want) - l, "%s%s", i ? " or " : "",
+                         json_is_string(t) ? json_string_value(t) : "?");
+            }
+            s_err(c, ip, sp, "type", "expected %s, got %s", want, s_type_name(inst));
+        }
         return 0;
     case K_ENUM: {
         size_t i;
