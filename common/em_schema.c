@@ -2558,6 +2558,9 @@ typedef struct {
     size_t *idx;
     size_t nidx, capidx;
     int failed;
+    /* the first names and indexes live here: no allocation for small instances */
+    const char *kbuf[16];
+    size_t ibuf[16];
 } s_ann_t;
 
 typedef struct {
@@ -2566,17 +2569,36 @@ typedef struct {
     int internal;
 } s_ctx_t;
 
+static void s_ann_init(s_ann_t *a)
+{
+    a->all_props = a->all_items = 0;
+    a->keys = NULL;
+    a->nkeys = a->capkeys = 0;
+    a->upto = 0;
+    a->idx = NULL;
+    a->nidx = a->capidx = 0;
+    a->failed = 0;
+}
+
 static void s_ann_key(s_ann_t *a, const char *k)
 {
     if (!a || a->all_props) {
         return;
     }
+    if (!a->keys) {
+        a->keys = a->kbuf;
+        a->capkeys = 16;
+    }
     if (a->nkeys == a->capkeys) {
-        size_t cap = a->capkeys ? a->capkeys * 2 : 8;
-        const char **v = realloc(a->keys, cap * sizeof(*v));
+        size_t cap = a->capkeys * 2;
+        const char **v = malloc(cap * sizeof(*v));
         if (!v) {
             a->failed = 1;
             return;
+        }
+        memcpy(v, a->keys, a->nkeys * sizeof(*v));
+        if (a->keys != a->kbuf) {
+            free(a->keys);
         }
         a->keys = v;
         a->capkeys = cap;
@@ -2589,12 +2611,20 @@ static void s_ann_item(s_ann_t *a, size_t i)
     if (!a || a->all_items) {
         return;
     }
+    if (!a->idx) {
+        a->idx = a->ibuf;
+        a->capidx = 16;
+    }
     if (a->nidx == a->capidx) {
-        size_t cap = a->capidx ? a->capidx * 2 : 8;
-        size_t *v = realloc(a->idx, cap * sizeof(*v));
+        size_t cap = a->capidx * 2;
+        size_t *v = malloc(cap * sizeof(*v));
         if (!v) {
             a->failed = 1;
             return;
+        }
+        memcpy(v, a->idx, a->nidx * sizeof(*v));
+        if (a->idx != a->ibuf) {
+            free(a->idx);
         }
         a->idx = v;
         a->capidx = cap;
@@ -2623,8 +2653,12 @@ static void s_ann_merge(s_ann_t *d, const s_ann_t *s)
 
 static void s_ann_free(s_ann_t *a)
 {
-    free(a->keys);
-    free(a->idx);
+    if (a->keys != a->kbuf) {
+        free(a->keys); /* NULL or a heap block */
+    }
+    if (a->idx != a->ibuf) {
+        free(a->idx);
+    }
 }
 
 static int s_ann_has_key(const s_ann_t *a, const char *k)
@@ -3068,15 +3102,20 @@ static int s_eval_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst, const s_pa
         S_QUIET(c, saved);
         for (size_t i = 0; i < k->n; i++) {
             s_path_t is = { &ks, NULL, i };
-            s_ann_t t = { 0 };
+            s_ann_t t;
+            if (a) {
+                s_ann_init(&t);
+            }
             int r = s_validate(c, k->list[i], inst, ip, &is, sc, a ? &t : NULL);
             if (r) {
                 count++;
-                if (a) {
+            }
+            if (a) {
+                if (r) {
                     s_ann_merge(a, &t);
                 }
+                s_ann_free(&t);
             }
-            s_ann_free(&t);
             if (c->internal) {
                 break;
             }
@@ -3110,14 +3149,19 @@ static int s_eval_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst, const s_pa
         return 0;
     }
     case K_IF: {
-        s_ann_t t = { 0 };
+        s_ann_t t;
+        if (a) {
+            s_ann_init(&t);
+        }
         S_QUIET(c, saved);
         int r = s_validate(c, k->a, inst, ip, &ks, sc, a ? &t : NULL);
         S_LOUD(c, saved);
-        if (r && a) {
-            s_ann_merge(a, &t);
+        if (a) {
+            if (r) {
+                s_ann_merge(a, &t);
+            }
+            s_ann_free(&t);
         }
-        s_ann_free(&t);
         if (r && k->b) {
             s_path_t ts = { sp, "then", 0 };
             return s_validate(c, k->b, inst, ip, &ts, sc, a);
@@ -3410,7 +3454,7 @@ static int s_validate(s_ctx_t *c, const s_node_t *n, const json_t *inst, const s
     s_ann_t local;
     s_ann_t *a = ann;
     if (n->uneval) {
-        memset(&local, 0, sizeof(local));
+        s_ann_init(&local);
         a = &local;
     }
     int ok = 1;
