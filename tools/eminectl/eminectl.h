@@ -8,6 +8,7 @@ int cmd_tail(int argc, char **argv);    /* tail.c */
 int cmd_verify(int argc, char **argv);  /* verify.c */
 int cmd_status(int argc, char **argv);  /* status.c */
 int cmd_producers(int argc, char **argv); /* producers.c */
+int cmd_subs(int argc, char **argv);    /* subs.c */
 
 /* An environment variable, or dflt when unset or empty. */
 const char *ctl_env(const char *name, const char *dflt);

@@ -15,6 +15,7 @@ static const struct {
     {"verify", cmd_verify, "recompute the archive's hash chain; name the first altered row"},
     {"status", cmd_status, "health of the services and the archive's head"},
     {"producers", cmd_producers, "who may publish which sources and types; their keys"},
+    {"subs", cmd_subs, "organisations, their API keys and subscriptions (operators)"},
 };
 
 const char *ctl_env(const char *name, const char *dflt)
