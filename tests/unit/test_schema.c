@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -294,12 +295,147 @@ static void test_store(void **state)
     em_schema_store_destroy(&st);
 }
 
+/* Schemas validated against the meta-schemas ($dynamicRef through the 2020-12 vocabularies);
+ * "$schema" picks the dialect. */
+static void test_metaschema(void **state)
+{
+    (void)state;
+    em_schema_store_t *st = s_store(EM_DRAFT_2020_12);
+    const struct {
+        const char *meta, *doc;
+        int valid;
+    } cases[] = {
+        { "{\"$ref\":\"https://json-schema.org/draft/2020-12/schema\"}", "{\"type\":\"string\"}", 1 },
+        { "{\"$ref\":\"https://json-schema.org/draft/2020-12/schema\"}", "{\"type\":12}", 0 },
+        { "{\"$ref\":\"https://json-schema.org/draft/2020-12/schema\"}",
+          "{\"properties\":{\"a\":{\"minLength\":-1}}}", 0 },
+        { "{\"$ref\":\"http://json-schema.org/draft-07/schema#\"}", "{\"items\":[{},{}]}", 1 },
+        { "{\"$ref\":\"http://json-schema.org/draft-07/schema#\"}", "{\"required\":\"a\"}", 0 },
+        /* draft-07 by "$schema": items as an array is a tuple, $ref hides its siblings */
+        { "{\"$schema\":\"http://json-schema.org/draft-07/schema#\",\"items\":[{\"type\":\"string\"}],"
+          "\"additionalItems\":false}", "[\"a\"]", 1 },
+        { "{\"$schema\":\"http://json-schema.org/draft-07/schema#\",\"items\":[{\"type\":\"string\"}],"
+          "\"additionalItems\":false}", "[\"a\",1]", 0 },
+        { "{\"$schema\":\"http://json-schema.org/draft-07/schema#\",\"definitions\":{\"s\":{}},"
+          "\"$ref\":\"#/definitions/s\",\"type\":\"string\"}", "1", 1 },
+        { "{\"definitions\":{\"s\":{}},\"$ref\":\"#/definitions/s\",\"type\":\"string\"}", "1", 0 },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *m = json_loads(cases[i].meta, 0, NULL);
+        json_t *d = json_loads(cases[i].doc, JSON_DECODE_ANY, NULL);
+        assert_non_null(m);
+        assert_non_null(d);
+        em_schema_t *s = em_schema_compile(m, st, NULL, NULL);
+        assert_non_null(s);
+        json_t *errors = em_errors_new();
+        assert_int_equal(em_schema_validate(s, d, NULL), cases[i].valid);
+        assert_int_equal(em_schema_validate(s, d, errors), cases[i].valid);
+        assert_int_equal(json_array_size(errors) == 0, cases[i].valid);
+        json_decref(errors);
+        em_schema_destroy(&s);
+        json_decref(m);
+        json_decref(d);
+    }
+    em_schema_store_destroy(&st);
+}
+
+/* unevaluatedProperties sees through $ref and allOf; its error names the property. */
+static void test_unevaluated_errors(void **state)
+{
+    (void)state;
+    json_t *schema = json_loads("{\"$defs\":{\"base\":{\"properties\":{\"a\":true}}},"
+                                "\"allOf\":[{\"$ref\":\"#/$defs/base\"}],"
+                                "\"properties\":{\"b\":true},\"unevaluatedProperties\":false}",
+                                0, NULL);
+    em_schema_t *s = em_schema_compile(schema, NULL, NULL, NULL);
+    assert_non_null(s);
+    json_t *ok = json_loads("{\"a\":1,\"b\":2}", 0, NULL);
+    json_t *bad = json_loads("{\"a\":1,\"c\":3}", 0, NULL);
+    json_t *errors = em_errors_new();
+    assert_int_equal(em_schema_validate(s, ok, errors), 1);
+    assert_int_equal(json_array_size(errors), 0);
+    assert_int_equal(em_schema_validate(s, bad, errors), 0);
+    assert_int_equal(json_array_size(errors), 1);
+    json_t *e = json_array_get(errors, 0);
+    assert_string_equal(json_string_value(json_object_get(e, "pointer")), "/c");
+    assert_string_equal(json_string_value(json_object_get(e, "keyword")), "unevaluatedProperties");
+    assert_string_equal(json_string_value(json_object_get(e, "schemaPath")), "/unevaluatedProperties");
+    json_decref(errors);
+    json_decref(ok);
+    json_decref(bad);
+    json_decref(schema);
+    em_schema_destroy(&s);
+}
+
+/* A schema that refers to itself without consuming the instance stops at the depth limit. */
+static void test_recursion_limit(void **state)
+{
+    (void)state;
+    json_t *schema = json_loads("{\"$defs\":{\"a\":{\"$ref\":\"#/$defs/b\"},\"b\":{\"$ref\":\"#/$defs/a\"}},"
+                                "\"$ref\":\"#/$defs/a\"}",
+                                0, NULL);
+    em_schema_t *s = em_schema_compile(schema, NULL, NULL, NULL);
+    assert_non_null(s);
+    json_t *errors = em_errors_new();
+    assert_int_equal(em_schema_validate(s, json_true(), errors), -1);
+    assert_true(json_array_size(errors) >= 1);
+    json_decref(errors);
+    json_decref(schema);
+    em_schema_destroy(&s);
+}
+
+/* One compiled schema validates from several threads at once. */
+typedef struct {
+    const em_schema_t *s;
+    json_t *good, *bad;
+    int wrong;
+} s_thr_t;
+
+static void *s_thr(void *arg)
+{
+    s_thr_t *t = arg;
+    for (int i = 0; i < 2000; i++) {
+        if (em_schema_validate(t->s, t->good, NULL) != 1 || em_schema_validate(t->s, t->bad, NULL) != 0) {
+            t->wrong++;
+        }
+    }
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    json_t *schema = json_loads("{\"type\":\"object\",\"patternProperties\":{\"^x-\":{\"type\":\"string\","
+                                "\"pattern\":\"^[a-z]+$\"}},\"unevaluatedProperties\":false}",
+                                0, NULL);
+    em_schema_t *s = em_schema_compile(schema, NULL, NULL, NULL);
+    assert_non_null(s);
+    s_thr_t t[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        t[i] = (s_thr_t){ s, json_loads("{\"x-a\":\"abc\"}", 0, NULL), json_loads("{\"x-a\":\"ABC\"}", 0, NULL), 0 };
+        assert_int_equal(pthread_create(&th[i], NULL, s_thr, &t[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(t[i].wrong, 0);
+        json_decref(t[i].good);
+        json_decref(t[i].bad);
+    }
+    json_decref(schema);
+    em_schema_destroy(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_error_shape),
         cmocka_unit_test(test_compile_errors),
         cmocka_unit_test(test_store),
+        cmocka_unit_test(test_metaschema),
+        cmocka_unit_test(test_unevaluated_errors),
+        cmocka_unit_test(test_recursion_limit),
+        cmocka_unit_test(test_threads),
         cmocka_unit_test(test_suite_2020_required),
         cmocka_unit_test(test_suite_7_required),
         cmocka_unit_test(test_suite_2020_format),
