@@ -942,7 +942,6 @@ struct em_schema {
     s_pmap_t resources; /* resource root json_t* -> s_resource_t* */
     s_alloc_t *allocs;
     int format_assert;
-    int forced_draft;
     s_node_t true_node, false_node;
     pcre2_code **codes;
     size_t ncodes, capcodes;
@@ -1003,7 +1002,6 @@ static json_t *s_lookup_uri(const em_schema_t *s, const char *uri)
     return j;
 }
 
-static void s_re_free_all(em_schema_t *s);
 
 /* written for PCRE2_EXTRA_ALT_BSUX, where \\x takes two hex digits and \\u four */
 #define S_ECMA_SPACE                                                                               \
@@ -1178,9 +1176,8 @@ static s_node_t *s_compile_node(em_schema_t *s, json_t *j, const s_info_t *paren
 static s_resource_t *s_resource(em_schema_t *s, const s_info_t *in);
 
 static s_node_t *s_compile_ref(em_schema_t *s, const char *base, const char *ref,
-                               const s_info_t *from, s_node_t **dyn_target_has)
+                               const s_info_t *from)
 {
-    (void)dyn_target_has;
     char *abs = s_uri_resolve(base, ref);
     const char *frag;
     char *doc = abs ? s_uri_split(abs, &frag) : NULL;
@@ -1399,7 +1396,7 @@ static int s_compile_kws(em_schema_t *s, s_node_t *node, json_t *j, const s_info
     if ((v = json_object_get(j, "$ref"))) {
         S_NEED(json_is_string(v));
         S_NEED(k = s_kw_push(&kv, K_REF, "$ref"));
-        S_NEED(k->a = s_compile_ref(s, in->base, json_string_value(v), in, NULL));
+        S_NEED(k->a = s_compile_ref(s, in->base, json_string_value(v), in));
         if (d7) {
             goto done; /* draft-07: $ref overrides its siblings */
         }
@@ -1407,7 +1404,7 @@ static int s_compile_kws(em_schema_t *s, s_node_t *node, json_t *j, const s_info
     if (!d7 && (v = json_object_get(j, "$dynamicRef"))) {
         S_NEED(json_is_string(v));
         S_NEED(k = s_kw_push(&kv, K_DYNREF, "$dynamicRef"));
-        S_NEED(k->a = s_compile_ref(s, in->base, json_string_value(v), in, NULL));
+        S_NEED(k->a = s_compile_ref(s, in->base, json_string_value(v), in));
         const char *h = strchr(json_string_value(v), '#');
         if (h && h[1] && h[1] != '/') {
             /* dynamic only if the initially resolved schema has a matching $dynamicAnchor */
@@ -1818,7 +1815,6 @@ em_schema_t *em_schema_compile(const json_t *schema, const em_schema_store_t *st
     s->store = store ? &store->idx : NULL;
     s->format_assert = opts && opts->format_assert;
     int draft = opts && opts->draft == EM_DRAFT_07 ? 7 : 2020;
-    s->forced_draft = draft;
     s->schema = json_incref((json_t *)schema);
     const char *base = opts && opts->base_uri ? opts->base_uri : NULL;
     if (!base) {
@@ -2381,28 +2377,18 @@ static const unsigned char s_uri_ok[256] = {
     ['+'] = 1, [','] = 1, [';'] = 1, ['='] = 1, [':'] = 1, ['@'] = 1, ['/'] = 1, ['?'] = 1,
 };
 
-static int s_uri_chars(const char *s, size_t len, const char *extra)
+static int s_uri_chars(const char *s, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if (s_uri_ok[c]) {
             continue;
         }
-        if (c == '%') {
-            if (i + 2 >= len + 0 || !isxdigit((unsigned char)s[i + 1]) ||
-                !isxdigit((unsigned char)s[i + 2])) {
-                return 0;
-            }
-            i += 2;
-            continue;
+        if (c != '%' || i + 2 >= len || !isxdigit((unsigned char)s[i + 1]) ||
+            !isxdigit((unsigned char)s[i + 2])) {
+            return 0;
         }
-        if (isalnum(c) || strchr("-._~!$&'()*+,;=:@/?", c) || (extra && strchr(extra, c))) {
-            if (c == 0) {
-                return 0;
-            }
-            continue;
-        }
-        return 0;
+        i += 2;
     }
     return 1;
 }
@@ -2431,7 +2417,7 @@ static int s_fmt_uriref(const char *s, size_t len, int need_scheme)
         size_t al = u.lauth;
         const char *at = memchr(a, '@', al);
         if (at) {
-            if (!s_uri_chars(a, (size_t)(at - a), NULL) || memchr(a, '/', (size_t)(at - a))) {
+            if (!s_uri_chars(a, (size_t)(at - a)) || memchr(a, '/', (size_t)(at - a))) {
                 goto out;
             }
             al -= (size_t)(at + 1 - a);
@@ -2454,7 +2440,7 @@ static int s_fmt_uriref(const char *s, size_t len, int need_scheme)
                     goto out;
                 }
             }
-            if (!s_uri_chars(a, (size_t)(hostend - a), NULL)) {
+            if (!s_uri_chars(a, (size_t)(hostend - a))) {
                 goto out;
             }
         }
@@ -2469,8 +2455,8 @@ static int s_fmt_uriref(const char *s, size_t len, int need_scheme)
             }
         }
     }
-    if (!s_uri_chars(u.path, u.lpath, NULL) || (u.has_query && !s_uri_chars(u.query, u.lquery, NULL)) ||
-        (u.has_frag && !s_uri_chars(u.frag, u.lfrag, NULL))) {
+    if (!s_uri_chars(u.path, u.lpath) || (u.has_query && !s_uri_chars(u.query, u.lquery)) ||
+        (u.has_frag && !s_uri_chars(u.frag, u.lfrag))) {
         goto out;
     }
     ok = 1;
