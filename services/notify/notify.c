@@ -26,6 +26,7 @@
 #include "em_signal.h"
 #include "em_store.h"
 #include "em_util.h"
+#include "deliver.h"
 #include "subs.h"
 
 #define MOD "notify"
@@ -50,6 +51,11 @@ typedef struct {
     int max_clients;     /* [notify] max_clients */
     int ring;            /* [notify] ring: events kept in memory */
     int ring_kb;         /* [notify] ring_kb: bytes kept in memory, KiB */
+    bool webhook_allow_private; /* [notify] webhook_allow_private */
+    int webhook_timeout_ms;     /* [notify] webhook_timeout_ms */
+    char *webhook_retry_ms;     /* [notify] webhook_retry_ms: comma-separated delays */
+    int webhook_max_inflight;   /* [notify] webhook_max_inflight */
+    int subs_reload_ms;         /* [notify] subs_reload_ms */
 } notify_cfg_t;
 
 static const em_config_entry_t s_config[] = {
@@ -72,6 +78,18 @@ static const em_config_entry_t s_config[] = {
      "latest events kept in memory for clients that are slightly behind"},
     {EM_CFG_INT, "notify", "ring_kb", "32768", offsetof(notify_cfg_t, ring_kb),
      "upper bound of the memory the ring may use, KiB"},
+    {EM_CFG_BOOL, "notify", "webhook_allow_private", "false",
+     offsetof(notify_cfg_t, webhook_allow_private),
+     "deliver webhooks to sinks on loopback, private or link-local addresses"},
+    {EM_CFG_INT, "notify", "webhook_timeout_ms", "10000",
+     offsetof(notify_cfg_t, webhook_timeout_ms), "a webhook request taking longer fails"},
+    {EM_CFG_STR, "notify", "webhook_retry_ms", "5000,30000,120000,600000,1800000,7200000",
+     offsetof(notify_cfg_t, webhook_retry_ms),
+     "delays before each retry (ms, +-20 % jitter); then the delivery is dead-lettered"},
+    {EM_CFG_INT, "notify", "webhook_max_inflight", "64",
+     offsetof(notify_cfg_t, webhook_max_inflight), "webhook requests in flight at once"},
+    {EM_CFG_INT, "notify", "subs_reload_ms", "1000", offsetof(notify_cfg_t, subs_reload_ms),
+     "re-read the subscriptions this often"},
     {0},
 };
 
@@ -101,6 +119,7 @@ struct notify {
     char endpoint[256];
     em_http_t *http;
     notify_subs_t *subs;   /* /v1/subscriptions (subs.c) */
+    notify_deliver_t *deliver; /* webhooks (deliver.c) */
     em_metrics_t *metrics;
     em_metric_t *m_seen, *m_head, *m_clients, *m_sent, *m_catchup, *m_blocked;
 
@@ -867,6 +886,12 @@ static int s_load_config(const char *path, notify_cfg_t *cfg)
         bad = "ring must be >= 1";
     else if (cfg->ring_kb < 1 || cfg->ring_kb > INT_MAX / 1024)
         bad = "ring_kb must be between 1 and 2097151";
+    else if (cfg->webhook_timeout_ms < 1)
+        bad = "webhook_timeout_ms must be >= 1";
+    else if (cfg->webhook_max_inflight < 1 || cfg->webhook_max_inflight > DELIVER_MAX_FDS)
+        bad = "webhook_max_inflight must be between 1 and 256";
+    else if (cfg->subs_reload_ms < 1)
+        bad = "subs_reload_ms must be >= 1";
     if (bad) {
         fprintf(stderr, "emine-notify: [notify] %s\n", bad);
         em_config_release(s_config, cfg);
@@ -963,6 +988,16 @@ notify_t *notify_new(const char *config_path)
         EM_LOG_ERROR(MOD, "out of memory");
         goto fail;
     }
+    notify_deliver_cfg_t dcfg = {self->cfg.webhook_allow_private, self->cfg.webhook_timeout_ms,
+                                 self->cfg.webhook_retry_ms, self->cfg.webhook_max_inflight,
+                                 self->cfg.subs_reload_ms, self->cfg.cursor_flush_ms,
+                                 self->cfg.batch};
+    self->deliver =
+        notify_deliver_new(self->cfg.shared.pg_dsn, &dcfg, self->metrics, err, sizeof err);
+    if (!self->deliver) {
+        EM_LOG_ERROR(MOD, "webhooks: %s", err);
+        goto fail;
+    }
     self->http =
         em_http_new(self->cfg.http, HTTP_MAX_BODY, s_handle_http, self, err, sizeof err);
     if (!self->http) {
@@ -1007,6 +1042,7 @@ void notify_destroy(notify_t **self_p)
         zmq_ctx_term(self->zctx);
     em_http_destroy(&self->http);
     notify_subs_destroy(&self->subs);
+    notify_deliver_destroy(&self->deliver);
     em_metrics_destroy(&self->metrics);
     em_store_destroy(&self->store);
     if (self->ring) {
@@ -1050,13 +1086,18 @@ int notify_step(notify_t *self, int timeout_ms)
     else
         timeout = s_timeout(self, now, timeout_ms < 0 ? 1000 : timeout_ms, clients_due);
 
-    zmq_pollitem_t items[] = {
+    long dt = notify_deliver_timeout_ms(self->deliver, self->head);
+    if (dt < timeout)
+        timeout = dt;
+
+    zmq_pollitem_t items[4 + DELIVER_MAX_FDS] = {
         {self->sub, 0, ZMQ_POLLIN, 0},
         {self->router, 0, ZMQ_POLLIN, 0},
         {self->mon, 0, ZMQ_POLLIN, 0},
         {NULL, em_http_fd(self->http), ZMQ_POLLIN, 0},
     };
-    int rc = zmq_poll(items, 4, timeout);
+    int nd = notify_deliver_pollitems(self->deliver, items + 4, DELIVER_MAX_FDS);
+    int rc = zmq_poll(items, 4 + nd, timeout);
     if (rc < 0) {
         if (errno == EINTR)
             return 0;
@@ -1080,6 +1121,7 @@ int notify_step(notify_t *self, int timeout_ms)
     }
     if (self->head >= 0)
         s_serve_clients(self);
+    notify_deliver_run(self->deliver, items + 4, nd, self->head);
     if (now >= self->next_reap) {
         s_reap_clients(self, now);
         self->next_reap = now + 1000;

@@ -1,0 +1,959 @@
+/* deliver.c - webhook delivery (see deliver.h): libcurl's multi_socket interface, whose
+ * sockets and timer join notify's zmq_poll loop; one PostgreSQL connection of its own. */
+#include "deliver.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "em_config.h"
+#include "em_filter.h"
+#include "em_log.h"
+#include "em_store.h"
+#include "em_util.h"
+#include "em_webhook.h"
+
+#define MOD "deliver"
+#define MAX_SCHEDULE 32
+#define RETRY_AFTER_MAX_S 3600
+#define PG_RETRY_MS 1000
+#define SKIP_MAX 2000 /* non-matching events skipped per subscription per run */
+
+/* A list of strings owned by its subscription. */
+typedef struct {
+    char **v;
+    size_t n;
+} strv_t;
+
+typedef struct dsub {
+    char *id;
+    char *updated;       /* updated_at text: a change reloads the definition */
+    char *org_id;
+    em_org_t org;        /* points into kind/province/parties/sources below */
+    char *province;
+    strv_t parties, sources, types, provinces, minerals, projects, licences;
+    em_domain_filter_t domain;
+    em_filter_t *filter;
+    em_webhook_t *wh;
+    char *sink;
+    struct curl_slist *extra; /* protocolsettings.headers as "Name: value" */
+
+    int64_t cursor;       /* every event <= cursor is done for this subscription */
+    int64_t persisted;    /* cursor value in PostgreSQL */
+    PGresult *page;       /* events after cursor (seq, envelope) */
+    int page_i;
+    bool seen;            /* mark for the reload sweep */
+    bool gone;            /* deleted or disabled: freed once nothing is in flight */
+
+    /* The event being delivered (page row page_i) */
+    CURL *easy;
+    struct curl_slist *hdrs;
+    int64_t seq;
+    int attempts;
+    int64_t next_attempt; /* monotonic ms */
+    long retry_after_s;
+    bool refused;         /* the sink's address was refused (SSRF) */
+    long last_status;
+    char last_error[256];
+    struct notify_deliver *owner;
+} dsub_t;
+
+typedef struct {
+    curl_socket_t fd;
+    int what; /* CURL_POLL_IN / OUT / INOUT */
+} sock_t;
+
+struct notify_deliver {
+    notify_deliver_cfg_t cfg;
+    char *dsn;
+    char *retry_text;
+    int64_t schedule[MAX_SCHEDULE];
+    int nschedule;
+    em_store_t *store;
+    char err[EM_ERR_LEN];
+    int64_t pg_retry_at;
+    CURLM *multi;
+    int64_t curl_due;   /* monotonic ms of libcurl's timer, or -1 */
+    sock_t socks[DELIVER_MAX_FDS];
+    int nsocks;
+    dsub_t **subs;
+    int nsubs, capsubs;
+    int inflight;
+    int64_t next_reload, next_flush;
+    bool loaded;
+    em_metric_t *m_ok, *m_fail, *m_dead, *m_refused, *m_disabled;
+};
+
+/* ---------------------------------------------------------------------------------------- */
+/* Addresses */
+
+static int s_v4_refused(uint32_t a)
+{
+    return (a >> 24) == 0 || (a >> 24) == 10 || (a >> 24) == 127 ||
+           (a & 0xffc00000u) == 0x64400000u || /* 100.64/10 */
+           (a & 0xffff0000u) == 0xa9fe0000u || /* 169.254/16 */
+           (a & 0xfff00000u) == 0xac100000u || /* 172.16/12 */
+           (a & 0xffffff00u) == 0xc0000000u || /* 192.0.0/24 */
+           (a & 0xffffff00u) == 0xc0000200u || /* 192.0.2/24 */
+           (a & 0xffff0000u) == 0xc0a80000u || /* 192.168/16 */
+           (a & 0xfffe0000u) == 0xc6120000u || /* 198.18/15 */
+           (a & 0xffffff00u) == 0xc6336400u || /* 198.51.100/24 */
+           (a & 0xffffff00u) == 0xcb007100u || /* 203.0.113/24 */
+           (a >> 28) >= 0xe;                   /* multicast, reserved, broadcast */
+}
+
+int notify_deliver_addr_refused(const struct sockaddr *sa)
+{
+    if (!sa)
+        return 1;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        return s_v4_refused(ntohl(in->sin_addr.s_addr));
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        const uint8_t *b = in6->sin6_addr.s6_addr;
+        static const uint8_t zero[16];
+        static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        static const uint8_t nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
+        if (memcmp(b, zero, 15) == 0 && (b[15] == 0 || b[15] == 1))
+            return 1; /* :: and ::1 */
+        if (memcmp(b, mapped, 12) == 0 || memcmp(b, nat64, 12) == 0 || memcmp(b, zero, 12) == 0)
+            return s_v4_refused((uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 |
+                                (uint32_t)b[14] << 8 | b[15]);
+        if ((b[0] & 0xfe) == 0xfc)                 /* fc00::/7 unique local */
+            return 1;
+        if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) /* fe80::/10 link-local */
+            return 1;
+        if (b[0] == 0xfe && (b[1] & 0xc0) == 0xc0) /* fec0::/10 site-local */
+            return 1;
+        if (b[0] == 0xff)                          /* multicast */
+            return 1;
+        if (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0d && b[3] == 0xb8) /* documentation */
+            return 1;
+        return 0;
+    }
+    return 1;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Subscriptions */
+
+static void s_strv_free(strv_t *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->v[i]);
+    free(s->v);
+    s->v = NULL;
+    s->n = 0;
+}
+
+/* Fills s from a JSON array text of strings.  Returns 0 or -1. */
+static int s_strv_parse(strv_t *s, const char *text)
+{
+    json_t *a = json_loads(text, 0, NULL);
+    int rc = 0;
+    s_strv_free(s);
+    if (!json_is_array(a)) {
+        json_decref(a);
+        return -1;
+    }
+    s->v = calloc(json_array_size(a) + 1, sizeof *s->v);
+    for (size_t i = 0; s->v && i < json_array_size(a); i++) {
+        const char *v = json_string_value(json_array_get(a, i));
+        if (!v || !(s->v[s->n] = strdup(v))) {
+            rc = -1;
+            break;
+        }
+        s->n++;
+    }
+    if (!s->v)
+        rc = -1;
+    json_decref(a);
+    return rc;
+}
+
+/* Frees the definition (not the delivery state). */
+static void s_def_free(dsub_t *s)
+{
+    free(s->updated);
+    free(s->org_id);
+    free(s->province);
+    free(s->sink);
+    s->updated = s->org_id = s->province = s->sink = NULL;
+    s_strv_free(&s->parties);
+    s_strv_free(&s->sources);
+    s_strv_free(&s->types);
+    s_strv_free(&s->provinces);
+    s_strv_free(&s->minerals);
+    s_strv_free(&s->projects);
+    s_strv_free(&s->licences);
+    em_filter_destroy(&s->filter);
+    em_webhook_destroy(&s->wh);
+    curl_slist_free_all(s->extra);
+    s->extra = NULL;
+}
+
+static void s_sub_free(dsub_t *s)
+{
+    if (!s)
+        return;
+    s_def_free(s);
+    if (s->page)
+        PQclear(s->page);
+    curl_slist_free_all(s->hdrs);
+    free(s->id);
+    free(s);
+}
+
+/* Columns of the subscription query. */
+enum {
+    C_ID, C_UPDATED, C_ORG, C_KIND, C_PROVINCE, C_PARTIES, C_SOURCES, C_TYPES, C_FILTERS,
+    C_SINK, C_SETTINGS, C_SECRET, C_PROVINCES, C_MINERALS, C_PROJECTS, C_LICENCES, C_CURSOR
+};
+
+static const char s_subs_sql[] =
+    "SELECT s.id, s.updated_at::text, s.org_id, o.kind, o.province,"
+    " to_jsonb(o.party_ids)::text, to_jsonb(o.source_prefixes)::text,"
+    " to_jsonb(s.types)::text, s.filters::text, s.sink, s.protocolsettings::text, s.secret,"
+    " to_jsonb(s.provinces)::text, to_jsonb(s.minerals)::text, to_jsonb(s.project_ids)::text,"
+    " to_jsonb(s.licence_ids)::text,"
+    " COALESCE(c.seq, (SELECT COALESCE(max(seq), 0) FROM events))"
+    " FROM subscriptions s JOIN organisations o ON o.id = s.org_id"
+    " LEFT JOIN subscription_cursors c ON c.subscription_id = s.id"
+    " WHERE s.status = 'active' ORDER BY s.id";
+
+/* Loads the definition of row i into s.  Returns 0, or -1 (logged; the subscription is
+ * skipped). */
+static int s_def_load(dsub_t *s, PGresult *r, int i)
+{
+    char err[EM_ERR_LEN];
+    const char *kind = PQgetvalue(r, i, C_KIND);
+    s_def_free(s);
+    s->updated = strdup(PQgetvalue(r, i, C_UPDATED));
+    s->org_id = strdup(PQgetvalue(r, i, C_ORG));
+    s->sink = strdup(PQgetvalue(r, i, C_SINK));
+    if (!PQgetisnull(r, i, C_PROVINCE))
+        s->province = strdup(PQgetvalue(r, i, C_PROVINCE));
+    if (!s->updated || !s->org_id || !s->sink ||
+        s_strv_parse(&s->parties, PQgetvalue(r, i, C_PARTIES)) != 0 ||
+        s_strv_parse(&s->sources, PQgetvalue(r, i, C_SOURCES)) != 0 ||
+        s_strv_parse(&s->types, PQgetvalue(r, i, C_TYPES)) != 0 ||
+        s_strv_parse(&s->provinces, PQgetvalue(r, i, C_PROVINCES)) != 0 ||
+        s_strv_parse(&s->minerals, PQgetvalue(r, i, C_MINERALS)) != 0 ||
+        s_strv_parse(&s->projects, PQgetvalue(r, i, C_PROJECTS)) != 0 ||
+        s_strv_parse(&s->licences, PQgetvalue(r, i, C_LICENCES)) != 0) {
+        EM_LOG_ERROR(MOD, "subscription %s: unreadable definition", s->id);
+        return -1;
+    }
+    memset(&s->org, 0, sizeof s->org);
+    s->org.kind = strcmp(kind, "authority") == 0    ? EM_ORG_AUTHORITY
+                  : strcmp(kind, "enterprise") == 0 ? EM_ORG_ENTERPRISE
+                                                    : EM_ORG_PUBLIC;
+    s->org.province = s->province;
+    s->org.party_ids = (const char *const *)s->parties.v;
+    s->org.nparty_ids = s->parties.n;
+    s->org.source_prefixes = (const char *const *)s->sources.v;
+    s->org.nsource_prefixes = s->sources.n;
+    s->domain = (em_domain_filter_t){(const char *const *)s->provinces.v, s->provinces.n,
+                                     (const char *const *)s->minerals.v,  s->minerals.n,
+                                     (const char *const *)s->projects.v,  s->projects.n,
+                                     (const char *const *)s->licences.v,  s->licences.n};
+    json_t *filters = json_loads(PQgetvalue(r, i, C_FILTERS), 0, NULL);
+    s->filter = em_filter_new(filters, err, sizeof err);
+    json_decref(filters);
+    if (!s->filter) {
+        EM_LOG_ERROR(MOD, "subscription %s: %s", s->id, err);
+        return -1;
+    }
+    s->wh = em_webhook_new(PQgetvalue(r, i, C_SECRET), err, sizeof err);
+    if (!s->wh) {
+        EM_LOG_ERROR(MOD, "subscription %s: %s", s->id, err);
+        return -1;
+    }
+    json_t *ps = json_loads(PQgetvalue(r, i, C_SETTINGS), 0, NULL);
+    const char *hn;
+    json_t *hv;
+    json_object_foreach(json_object_get(ps, "headers"), hn, hv)
+    {
+        char line[1200];
+        if (!json_is_string(hv))
+            continue;
+        snprintf(line, sizeof line, "%s: %s", hn, json_string_value(hv));
+        struct curl_slist *n = curl_slist_append(s->extra, line);
+        if (n)
+            s->extra = n;
+    }
+    json_decref(ps);
+    return 0;
+}
+
+static dsub_t *s_find(notify_deliver_t *self, const char *id)
+{
+    for (int i = 0; i < self->nsubs; i++)
+        if (strcmp(self->subs[i]->id, id) == 0)
+            return self->subs[i];
+    return NULL;
+}
+
+static void s_remove_at(notify_deliver_t *self, int i)
+{
+    s_sub_free(self->subs[i]);
+    self->subs[i] = self->subs[--self->nsubs];
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* PostgreSQL */
+
+static bool s_pg(notify_deliver_t *self)
+{
+    if (self->store && em_store_connected(self->store))
+        return true;
+    if (em_mono_ms() < self->pg_retry_at)
+        return false;
+    if (!self->store)
+        self->store = em_store_new(self->dsn, self->err, sizeof self->err);
+    else if (!em_store_ensure(self->store)) {
+        snprintf(self->err, sizeof self->err, "%s", em_store_errstr(self->store));
+        em_store_destroy(&self->store);
+    }
+    if (!self->store || !em_store_connected(self->store)) {
+        EM_LOG_WARN(MOD, "PostgreSQL unreachable: %s", self->err);
+        self->pg_retry_at = em_mono_ms() + PG_RETRY_MS;
+        return false;
+    }
+    return true;
+}
+
+static void s_pg_failed(notify_deliver_t *self, const char *what)
+{
+    EM_LOG_WARN(MOD, "%s failed: %s", what, self->store ? em_store_errstr(self->store) : "");
+    self->pg_retry_at = em_mono_ms() + PG_RETRY_MS;
+}
+
+/* Re-reads the active subscriptions.  Returns 0 or -1. */
+static int s_reload(notify_deliver_t *self)
+{
+    if (!s_pg(self))
+        return -1;
+    PGresult *r = em_store_query(self->store, s_subs_sql, 0, NULL);
+    if (!r) {
+        s_pg_failed(self, "reading subscriptions");
+        return -1;
+    }
+    for (int i = 0; i < self->nsubs; i++)
+        self->subs[i]->seen = false;
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *id = PQgetvalue(r, i, C_ID);
+        dsub_t *s = s_find(self, id);
+        if (s && !s->gone) {
+            s->seen = true;
+            if (strcmp(s->updated, PQgetvalue(r, i, C_UPDATED)) != 0 && !s->easy) {
+                if (s_def_load(s, r, i) != 0)
+                    s->seen = false;
+                else
+                    EM_LOG_INFO(MOD, "subscription %s changed", id);
+            }
+            continue;
+        }
+        if (s)
+            continue; /* gone, still in flight */
+        if (self->nsubs == self->capsubs) {
+            int cap = self->capsubs ? self->capsubs * 2 : 16;
+            dsub_t **n = realloc(self->subs, (size_t)cap * sizeof *n);
+            if (!n)
+                break;
+            self->subs = n;
+            self->capsubs = cap;
+        }
+        s = calloc(1, sizeof *s);
+        if (!s || !(s->id = strdup(id))) {
+            free(s);
+            break;
+        }
+        s->owner = self;
+        s->cursor = s->persisted = strtoll(PQgetvalue(r, i, C_CURSOR), NULL, 10);
+        s->persisted = -1; /* write it once, so that a missing cursor row gets created */
+        if (s_def_load(s, r, i) != 0) {
+            s_sub_free(s);
+            continue;
+        }
+        s->seen = true;
+        self->subs[self->nsubs++] = s;
+        EM_LOG_INFO(MOD, "delivering subscription %s to %s after seq %" PRId64, id, s->sink,
+                    s->cursor);
+    }
+    PQclear(r);
+    for (int i = 0; i < self->nsubs;) {
+        dsub_t *s = self->subs[i];
+        if (!s->seen) {
+            s->gone = true;
+            if (!s->easy) {
+                EM_LOG_INFO(MOD, "subscription %s no longer active", s->id);
+                s_remove_at(self, i);
+                continue;
+            }
+        }
+        i++;
+    }
+    self->loaded = true;
+    return 0;
+}
+
+int notify_deliver_flush(notify_deliver_t *self)
+{
+    int rc = 0;
+    for (int i = 0; i < self->nsubs; i++) {
+        dsub_t *s = self->subs[i];
+        if (s->cursor == s->persisted)
+            continue;
+        if (!s_pg(self))
+            return -1;
+        char seq[32];
+        snprintf(seq, sizeof seq, "%" PRId64, s->cursor);
+        const char *p[2] = {s->id, seq};
+        PGresult *r = em_store_query(self->store,
+                                     "INSERT INTO subscription_cursors (subscription_id, seq)"
+                                     " SELECT $1, $2::bigint WHERE EXISTS"
+                                     " (SELECT 1 FROM subscriptions WHERE id = $1)"
+                                     " ON CONFLICT (subscription_id) DO UPDATE"
+                                     " SET seq = EXCLUDED.seq, updated_at = now()",
+                                     2, p);
+        if (!r) {
+            s_pg_failed(self, "persisting a cursor");
+            return -1;
+        }
+        PQclear(r);
+        s->persisted = s->cursor;
+    }
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* libcurl plumbing */
+
+static int s_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    notify_deliver_t *self = userp;
+    (void)easy;
+    (void)socketp;
+    for (int i = 0; i < self->nsocks; i++) {
+        if (self->socks[i].fd != fd)
+            continue;
+        if (what == CURL_POLL_REMOVE)
+            self->socks[i] = self->socks[--self->nsocks];
+        else
+            self->socks[i].what = what;
+        return 0;
+    }
+    if (what != CURL_POLL_REMOVE && self->nsocks < DELIVER_MAX_FDS)
+        self->socks[self->nsocks++] = (sock_t){fd, what};
+    return 0;
+}
+
+static int s_timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+    notify_deliver_t *self = userp;
+    (void)multi;
+    self->curl_due = timeout_ms < 0 ? -1 : em_mono_ms() + timeout_ms;
+    return 0;
+}
+
+static curl_socket_t s_opensocket_cb(void *clientp, curlsocktype purpose,
+                                     struct curl_sockaddr *address)
+{
+    dsub_t *s = clientp;
+    (void)purpose;
+    if (!s->owner->cfg.allow_private && notify_deliver_addr_refused(&address->addr)) {
+        s->refused = true;
+        return CURL_SOCKET_BAD;
+    }
+    return socket(address->family, address->socktype, address->protocol);
+}
+
+static size_t s_header_cb(char *buf, size_t size, size_t n, void *userp)
+{
+    dsub_t *s = userp;
+    size_t len = size * n;
+    if (len > 12 && strncasecmp(buf, "Retry-After:", 12) == 0) {
+        char tmp[32];
+        size_t k = len - 12 < sizeof tmp - 1 ? len - 12 : sizeof tmp - 1;
+        memcpy(tmp, buf + 12, k);
+        tmp[k] = '\0';
+        char *end;
+        long v = strtol(tmp, &end, 10);
+        if (end != tmp && v >= 0)
+            s->retry_after_s = v > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : v;
+    }
+    return len;
+}
+
+static size_t s_discard_cb(char *buf, size_t size, size_t n, void *userp)
+{
+    (void)buf;
+    (void)userp;
+    return size * n;
+}
+
+/* Starts the POST of page row page_i.  Returns 0, or -1 (could not start: retried later). */
+static int s_start(notify_deliver_t *self, dsub_t *s)
+{
+    const char *body = PQgetvalue(s->page, s->page_i, 1);
+    size_t len = (size_t)PQgetlength(s->page, s->page_i, 1);
+    char msgid[40], ts[32], sig[EM_WEBHOOK_SIG_LEN], h[160];
+    int64_t now_s = em_now_ms() / 1000;
+    snprintf(msgid, sizeof msgid, "evt_%" PRId64, s->seq);
+    snprintf(ts, sizeof ts, "%" PRId64, now_s);
+    if (em_webhook_sign(s->wh, msgid, now_s, body, len, sig, sizeof sig) != 0)
+        return -1;
+    curl_slist_free_all(s->hdrs);
+    s->hdrs = NULL;
+    for (const struct curl_slist *e = s->extra; e; e = e->next)
+        s->hdrs = curl_slist_append(s->hdrs, e->data);
+    s->hdrs = curl_slist_append(s->hdrs, "Content-Type: application/cloudevents+json");
+    s->hdrs = curl_slist_append(s->hdrs, "Expect:");
+    snprintf(h, sizeof h, "webhook-id: %s", msgid);
+    s->hdrs = curl_slist_append(s->hdrs, h);
+    snprintf(h, sizeof h, "webhook-timestamp: %s", ts);
+    s->hdrs = curl_slist_append(s->hdrs, h);
+    snprintf(h, sizeof h, "webhook-signature: %s", sig);
+    s->hdrs = curl_slist_append(s->hdrs, h);
+    CURL *e = curl_easy_init();
+    if (!e || !s->hdrs) {
+        if (e)
+            curl_easy_cleanup(e);
+        return -1;
+    }
+    curl_easy_setopt(e, CURLOPT_URL, s->sink);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body); /* the page outlives the transfer */
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->hdrs);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "emine-notify");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_PROXY, "");
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)self->cfg.timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)self->cfg.timeout_ms);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, s_opensocket_cb);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, s);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, s_header_cb);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, s);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, s_discard_cb);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, s);
+    s->refused = false;
+    s->retry_after_s = -1;
+    if (curl_multi_add_handle(self->multi, e) != CURLM_OK) {
+        curl_easy_cleanup(e);
+        return -1;
+    }
+    s->easy = e;
+    self->inflight++;
+    return 0;
+}
+
+/* Records the event at page_i as done (delivered or dead-lettered) and moves on. */
+static void s_done(dsub_t *s)
+{
+    s->cursor = s->seq;
+    s->page_i++;
+    s->attempts = 0;
+    s->next_attempt = 0;
+    s->last_status = 0;
+    s->last_error[0] = '\0';
+}
+
+/* Writes the dead letter of the current event.  Returns 0 or -1 (retried later). */
+static int s_dead_letter(notify_deliver_t *self, dsub_t *s)
+{
+    if (!s_pg(self))
+        return -1;
+    char seq[32], att[16], st[16];
+    snprintf(seq, sizeof seq, "%" PRId64, s->seq);
+    snprintf(att, sizeof att, "%d", s->attempts);
+    snprintf(st, sizeof st, "%ld", s->last_status);
+    const char *p[5] = {s->id, seq, att, s->last_status ? st : NULL, s->last_error};
+    PGresult *r = em_store_query(
+        self->store,
+        "INSERT INTO delivery_dead_letters (subscription_id, seq, attempts, last_status,"
+        " last_error) SELECT $1, $2::bigint, $3::integer, $4::integer, $5"
+        " WHERE EXISTS (SELECT 1 FROM subscriptions WHERE id = $1)"
+        " ON CONFLICT (subscription_id, seq) DO UPDATE SET attempts = EXCLUDED.attempts,"
+        " last_status = EXCLUDED.last_status, last_error = EXCLUDED.last_error,"
+        " created_at = now(), redriven_at = NULL",
+        5, p);
+    if (!r) {
+        s_pg_failed(self, "writing a dead letter");
+        return -1;
+    }
+    PQclear(r);
+    EM_LOG_WARN(MOD, "subscription %s: seq %" PRId64 " dead-lettered after %d attempt(s): %s",
+                s->id, s->seq, s->attempts, s->last_error);
+    return 0;
+}
+
+/* Disables the subscription after a 410.  Returns 0 or -1. */
+static int s_disable(notify_deliver_t *self, dsub_t *s)
+{
+    if (!s_pg(self))
+        return -1;
+    const char *p[1] = {s->id};
+    PGresult *r = em_store_query(self->store,
+                                 "UPDATE subscriptions SET status = 'disabled',"
+                                 " status_reason = 'the sink answered 410 Gone',"
+                                 " updated_at = now() WHERE id = $1",
+                                 1, p);
+    if (!r) {
+        s_pg_failed(self, "disabling a subscription");
+        return -1;
+    }
+    PQclear(r);
+    EM_LOG_WARN(MOD, "subscription %s disabled: the sink answered 410 Gone", s->id);
+    s->gone = true;
+    return 0;
+}
+
+/* The delay before attempt number `attempts + 1` (attempts >= 1 failures so far). */
+static int64_t s_backoff_ms(notify_deliver_t *self, dsub_t *s)
+{
+    int64_t base = self->schedule[s->attempts - 1];
+    unsigned char r;
+    char hex[3];
+    em_random_hex(hex, 2);
+    r = (unsigned char)strtol(hex, NULL, 16);
+    int64_t d = base * (80 + (int64_t)r * 40 / 255) / 100; /* 80 % .. 120 % */
+    if (s->retry_after_s >= 0 && d < s->retry_after_s * 1000)
+        d = s->retry_after_s * 1000;
+    return d;
+}
+
+static void s_complete(notify_deliver_t *self, dsub_t *s, CURLcode cc)
+{
+    long status = 0;
+    curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_multi_remove_handle(self->multi, s->easy);
+    curl_easy_cleanup(s->easy);
+    s->easy = NULL;
+    self->inflight--;
+    if (s->gone)
+        return; /* deleted meanwhile: the sweep frees it */
+    s->attempts++;
+    s->last_status = status;
+    if (cc == CURLE_OK && status >= 200 && status < 300) {
+        em_metric_add(self->m_ok, 1);
+        EM_LOG_DEBUG(MOD, "subscription %s: seq %" PRId64 " delivered (%ld)", s->id, s->seq,
+                     status);
+        s_done(s);
+        return;
+    }
+    if (cc == CURLE_OK && status == 410) {
+        em_metric_add(self->m_disabled, 1);
+        snprintf(s->last_error, sizeof s->last_error, "410 Gone");
+        if (s_disable(self, s) != 0)
+            s->next_attempt = em_mono_ms() + PG_RETRY_MS, s->attempts--;
+        return;
+    }
+    em_metric_add(self->m_fail, 1);
+    if (s->refused) {
+        em_metric_add(self->m_refused, 1);
+        snprintf(s->last_error, sizeof s->last_error,
+                 "the sink resolves to a loopback, private or reserved address (refused; "
+                 "[notify] webhook_allow_private)");
+        s->last_status = 0;
+    } else if (cc != CURLE_OK) {
+        snprintf(s->last_error, sizeof s->last_error, "%s", curl_easy_strerror(cc));
+        s->last_status = 0;
+    } else {
+        snprintf(s->last_error, sizeof s->last_error, "HTTP %ld", status);
+    }
+    if (s->refused || s->attempts > self->nschedule) {
+        em_metric_add(self->m_dead, 1);
+        if (s_dead_letter(self, s) == 0)
+            s_done(s);
+        else
+            s->next_attempt = em_mono_ms() + PG_RETRY_MS; /* the send is retried too */
+        return;
+    }
+    s->next_attempt = em_mono_ms() + s_backoff_ms(self, s);
+    EM_LOG_INFO(MOD, "subscription %s: seq %" PRId64 " attempt %d failed (%s), retry in %" PRId64
+                     " ms",
+                s->id, s->seq, s->attempts, s->last_error, s->next_attempt - em_mono_ms());
+}
+
+static void s_read_completions(notify_deliver_t *self)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(self->multi, &left)) != NULL) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        dsub_t *s = NULL;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&s);
+        if (s)
+            s_complete(self, s, m->data.result);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Scheduling */
+
+/* 1 when s has something to do now or could have (given head). */
+static bool s_ready(const dsub_t *s, int64_t head, int64_t now)
+{
+    if (s->gone || s->easy || now < s->next_attempt)
+        return false;
+    return s->attempts > 0 || (s->page && s->page_i < PQntuples(s->page)) || s->cursor < head;
+}
+
+/* Moves s forward: skips events it must not or need not receive, starts the next delivery. */
+static void s_advance(notify_deliver_t *self, dsub_t *s, int64_t head)
+{
+    for (int skipped = 0; skipped < SKIP_MAX;) {
+        if (s->attempts > 0) { /* a retry of the current event */
+            if (self->inflight >= self->cfg.max_inflight || s_start(self, s) != 0)
+                return;
+            return;
+        }
+        if (!s->page || s->page_i >= PQntuples(s->page)) {
+            if (s->page) {
+                PQclear(s->page);
+                s->page = NULL;
+            }
+            if (s->cursor >= head || !s_pg(self))
+                return;
+            char after[32], upto[32], lim[16];
+            snprintf(after, sizeof after, "%" PRId64, s->cursor);
+            snprintf(upto, sizeof upto, "%" PRId64, head);
+            snprintf(lim, sizeof lim, "%d", self->cfg.batch);
+            const char *p[3] = {after, upto, lim};
+            s->page = em_store_query(self->store,
+                                     "SELECT seq, envelope::text FROM events"
+                                     " WHERE seq > $1::bigint AND seq <= $2::bigint"
+                                     " ORDER BY seq LIMIT $3::integer",
+                                     3, p);
+            s->page_i = 0;
+            if (!s->page) {
+                s_pg_failed(self, "reading events");
+                return;
+            }
+            if (PQntuples(s->page) == 0) {
+                s->cursor = head; /* nothing committed in (cursor, head] */
+                return;
+            }
+        }
+        s->seq = strtoll(PQgetvalue(s->page, s->page_i, 0), NULL, 10);
+        json_t *ev = json_loads(PQgetvalue(s->page, s->page_i, 1), 0, NULL);
+        int match = ev && em_subscription_matches(&s->org, (const char *const *)s->types.v,
+                                                  s->types.n, s->filter, &s->domain, ev);
+        json_decref(ev);
+        if (!match) {
+            s_done(s);
+            skipped++;
+            continue;
+        }
+        if (self->inflight >= self->cfg.max_inflight)
+            return;
+        if (s_start(self, s) != 0)
+            s->next_attempt = em_mono_ms() + PG_RETRY_MS;
+        return;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Public */
+
+notify_deliver_t *notify_deliver_new(const char *dsn, const notify_deliver_cfg_t *cfg,
+                                     em_metrics_t *metrics, char *err, size_t errlen)
+{
+    notify_deliver_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    self->cfg = *cfg;
+    self->dsn = strdup(dsn ? dsn : "");
+    self->retry_text = strdup(cfg->retry_ms ? cfg->retry_ms : "");
+    self->cfg.retry_ms = self->retry_text;
+    self->curl_due = -1;
+    if (!self->dsn || !self->retry_text) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (self->cfg.max_inflight < 1 || self->cfg.max_inflight > DELIVER_MAX_FDS) {
+        snprintf(err, errlen, "webhook_max_inflight must be between 1 and %d", DELIVER_MAX_FDS);
+        goto fail;
+    }
+    for (const char *p = self->retry_text; *p;) {
+        char *end;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || v < 0 || v > 86400000LL || self->nschedule == MAX_SCHEDULE ||
+            (*end && *end != ',')) {
+            snprintf(err, errlen,
+                     "webhook_retry_ms: expected up to %d comma-separated delays in ms, got '%s'",
+                     MAX_SCHEDULE, self->retry_text);
+            goto fail;
+        }
+        self->schedule[self->nschedule++] = v;
+        p = *end ? end + 1 : end;
+    }
+    self->multi = curl_multi_init();
+    if (!self->multi) {
+        snprintf(err, errlen, "curl_multi_init failed");
+        goto fail;
+    }
+    curl_multi_setopt(self->multi, CURLMOPT_SOCKETFUNCTION, s_socket_cb);
+    curl_multi_setopt(self->multi, CURLMOPT_SOCKETDATA, self);
+    curl_multi_setopt(self->multi, CURLMOPT_TIMERFUNCTION, s_timer_cb);
+    curl_multi_setopt(self->multi, CURLMOPT_TIMERDATA, self);
+    if (metrics) {
+        self->m_ok = em_metrics_counter(metrics, "webhook_delivered_total", NULL,
+                                        "webhook deliveries answered 2xx");
+        self->m_fail = em_metrics_counter(metrics, "webhook_failed_total", NULL,
+                                          "webhook attempts that failed (retried or dead)");
+        self->m_dead = em_metrics_counter(metrics, "webhook_dead_letters_total", NULL,
+                                          "deliveries given up and dead-lettered");
+        self->m_refused = em_metrics_counter(metrics, "webhook_refused_total", NULL,
+                                             "sinks refused for a private or reserved address");
+        self->m_disabled = em_metrics_counter(metrics, "webhook_disabled_total", NULL,
+                                              "subscriptions disabled by a 410 answer");
+    }
+    return self;
+fail:
+    notify_deliver_destroy(&self);
+    return NULL;
+}
+
+void notify_deliver_destroy(notify_deliver_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    notify_deliver_t *self = *self_p;
+    if (self->store && self->nsubs) {
+        self->pg_retry_at = 0;
+        (void)notify_deliver_flush(self);
+    }
+    for (int i = 0; i < self->nsubs; i++) {
+        dsub_t *s = self->subs[i];
+        if (s->easy) {
+            curl_multi_remove_handle(self->multi, s->easy);
+            curl_easy_cleanup(s->easy);
+        }
+        s_sub_free(s);
+    }
+    free(self->subs);
+    if (self->multi)
+        curl_multi_cleanup(self->multi);
+    em_store_destroy(&self->store);
+    free(self->dsn);
+    free(self->retry_text);
+    free(self);
+    *self_p = NULL;
+}
+
+int notify_deliver_pollitems(notify_deliver_t *self, zmq_pollitem_t *items, int max)
+{
+    int n = 0;
+    for (int i = 0; i < self->nsocks && n < max; i++) {
+        short ev = 0;
+        if (self->socks[i].what & CURL_POLL_IN)
+            ev |= ZMQ_POLLIN;
+        if (self->socks[i].what & CURL_POLL_OUT)
+            ev |= ZMQ_POLLOUT;
+        items[n++] = (zmq_pollitem_t){NULL, self->socks[i].fd, ev, 0};
+    }
+    return n;
+}
+
+long notify_deliver_timeout_ms(notify_deliver_t *self, int64_t head)
+{
+    int64_t now = em_mono_ms(), due = self->next_reload;
+    if (self->next_flush < due)
+        due = self->next_flush;
+    if (self->curl_due >= 0 && self->curl_due < due)
+        due = self->curl_due;
+    bool pg_ok = now >= self->pg_retry_at;
+    for (int i = 0; i < self->nsubs && due > now; i++) {
+        dsub_t *s = self->subs[i];
+        if (s->gone || s->easy)
+            continue;
+        if (s->attempts > 0 || (s->page && s->page_i < PQntuples(s->page)) ||
+            (s->cursor < head && pg_ok)) {
+            int64_t at = s->next_attempt;
+            if (self->inflight >= self->cfg.max_inflight)
+                continue; /* a completion wakes the loop */
+            if (at < due)
+                due = at;
+        }
+    }
+    if (due <= now)
+        return 0;
+    return due - now > 1000 ? 1000 : (long)(due - now);
+}
+
+void notify_deliver_run(notify_deliver_t *self, const zmq_pollitem_t *items, int n,
+                        int64_t head)
+{
+    int running = 0;
+    for (int i = 0; i < n; i++) {
+        int ev = 0;
+        if (items[i].revents & ZMQ_POLLIN)
+            ev |= CURL_CSELECT_IN;
+        if (items[i].revents & ZMQ_POLLOUT)
+            ev |= CURL_CSELECT_OUT;
+        if (items[i].revents & ZMQ_POLLERR)
+            ev |= CURL_CSELECT_ERR;
+        if (ev)
+            curl_multi_socket_action(self->multi, items[i].fd, ev, &running);
+    }
+    int64_t now = em_mono_ms();
+    if (self->curl_due >= 0 && now >= self->curl_due) {
+        self->curl_due = -1;
+        curl_multi_socket_action(self->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    }
+    s_read_completions(self);
+
+    now = em_mono_ms();
+    if (!self->loaded || now >= self->next_reload) {
+        self->next_reload = now + self->cfg.reload_ms;
+        (void)s_reload(self);
+    }
+    for (int i = 0; i < self->nsubs;) {
+        dsub_t *s = self->subs[i];
+        if (s->gone && !s->easy) {
+            s_remove_at(self, i);
+            continue;
+        }
+        if (head >= 0 && s_ready(s, head, now))
+            s_advance(self, s, head);
+        i++;
+    }
+    if (now >= self->next_flush) {
+        self->next_flush = now + self->cfg.flush_ms;
+        (void)notify_deliver_flush(self);
+    }
+    /* Transfers added above start on the next socket_action; kick libcurl's timer now. */
+    if (self->curl_due >= 0 && em_mono_ms() >= self->curl_due) {
+        self->curl_due = -1;
+        curl_multi_socket_action(self->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        s_read_completions(self);
+    }
+}
+
+int notify_deliver_sub_count(const notify_deliver_t *self)
+{
+    return self->nsubs;
+}
+
+int notify_deliver_inflight(const notify_deliver_t *self)
+{
+    return self->inflight;
+}

@@ -1,0 +1,73 @@
+/* deliver.h - webhook delivery of committed events to subscriptions (libcurl multi, driven by
+ * notify's zmq_poll loop).
+ *
+ * Per active subscription, in seq order and one at a time: events after the subscription's
+ * cursor are read from PostgreSQL; an event is delivered when
+ * em_subscription_matches(organisation, types, filters, domain, event) holds (visibility
+ * first: no filter widens it) and skipped otherwise.  A delivery is an HTTP POST of the
+ * archived CloudEvent (structured mode) with Standard Webhooks headers: webhook-id
+ * "evt_<seq>" (stable across retries and restarts), webhook-timestamp (now) and
+ * webhook-signature "v1,<HMAC-SHA256>" under the subscription's secret.
+ *
+ *   2xx            delivered: the cursor moves past the event.
+ *   410            the subscription is disabled (status_reason says why); nothing more is sent.
+ *   other / error  retried after retry_ms[attempt] (±20 % jitter; at least Retry-After when
+ *                  the sink sent one); when the schedule is exhausted the event is written to
+ *                  delivery_dead_letters and the cursor moves on.
+ *   refused sink   a sink that resolves to a loopback, private, link-local, CGNAT, multicast
+ *                  or reserved address is not connected to unless allow_private; the event is
+ *                  dead-lettered at once (no retries).
+ * Cursors are persisted every flush_ms and by notify_deliver_flush (at least once: a crash
+ * re-sends from the persisted cursor; receivers dedupe on webhook-id).  Subscriptions are
+ * re-read every reload_ms.  Redirects are not followed and proxies from the environment are
+ * not used. */
+#ifndef NOTIFY_DELIVER_H
+#define NOTIFY_DELIVER_H
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <zmq.h>
+
+#include "em_metrics.h"
+
+#define DELIVER_MAX_FDS 256 /* sockets polled at once (also the bound of deliveries in flight) */
+
+typedef struct {
+    bool allow_private;   /* deliver to loopback/private sinks (tests, local stacks) */
+    int timeout_ms;       /* whole request */
+    const char *retry_ms; /* comma-separated delays, e.g. "5000,30000,120000" */
+    int max_inflight;     /* deliveries in flight at once (<= DELIVER_MAX_FDS) */
+    int reload_ms;        /* re-read subscriptions this often */
+    int flush_ms;         /* persist moved cursors this often */
+    int batch;            /* events read per page for one subscription */
+} notify_deliver_cfg_t;
+
+typedef struct notify_deliver notify_deliver_t;
+
+/* Copies dsn and cfg; metrics (may be NULL) receives counters.  Returns NULL with err filled
+ * (bad retry schedule, curl initialisation). */
+notify_deliver_t *notify_deliver_new(const char *dsn, const notify_deliver_cfg_t *cfg,
+                                     em_metrics_t *metrics, char *err, size_t errlen);
+/* Persists cursors (best effort), aborts deliveries in flight, frees everything. */
+void notify_deliver_destroy(notify_deliver_t **self_p);
+
+/* Fills items with the sockets libcurl waits on; returns how many (<= max). */
+int notify_deliver_pollitems(notify_deliver_t *self, zmq_pollitem_t *items, int max);
+/* Milliseconds until notify_deliver_run must be called even without socket activity (0 when
+ * there is work now), given the stream head (every event <= head is committed). */
+long notify_deliver_timeout_ms(notify_deliver_t *self, int64_t head);
+/* Handles the revents of the n items notify_deliver_pollitems filled, timers, completions,
+ * reloads and starts the deliveries that are due. */
+void notify_deliver_run(notify_deliver_t *self, const zmq_pollitem_t *items, int n,
+                        int64_t head);
+/* Persists every moved cursor now.  Returns 0 or -1 (PostgreSQL unusable). */
+int notify_deliver_flush(notify_deliver_t *self);
+
+/* 1 when a sink at this address is refused without allow_private, else 0. */
+int notify_deliver_addr_refused(const struct sockaddr *sa);
+
+/* Subscriptions currently handled and deliveries in flight (for tests). */
+int notify_deliver_sub_count(const notify_deliver_t *self);
+int notify_deliver_inflight(const notify_deliver_t *self);
+
+#endif
