@@ -693,6 +693,17 @@ int em_schema_store_add(em_schema_store_t *store, const char *uri, json_t *doc,
     return s_index_add(&store->idx, uri, doc, default_draft == EM_DRAFT_07 ? 7 : 2020);
 }
 
+json_t *em_schema_store_get(const em_schema_store_t *store, const char *uri)
+{
+    if (!store || !uri) {
+        return NULL;
+    }
+    char *u = s_strip_empty_frag(uri);
+    json_t *j = u ? json_object_get(store->idx.uris, u) : NULL;
+    free(u);
+    return j;
+}
+
 static int s_add_file(em_schema_store_t *store, const char *path, const char *uri, int draft)
 {
     json_error_t jerr;
@@ -2731,6 +2742,21 @@ static void s_err(s_ctx_t *c, const s_path_t *ip, const s_path_t *sp, const char
     free(sb.data);
 }
 
+/* An error whose message ends with the compact JSON of v (cut at 200 bytes). */
+static void s_err_value(s_ctx_t *c, const s_path_t *ip, const s_path_t *sp, const char *kw,
+                        const char *what, const json_t *v)
+{
+    if (!c->errors) {
+        return;
+    }
+    char *txt = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (txt && strlen(txt) > 200) {
+        strcpy(txt + 196, "...");
+    }
+    s_err(c, ip, sp, kw, "%s %s", what, txt ? txt : "the allowed values");
+    free(txt);
+}
+
 static int s_equal(const json_t *a, const json_t *b)
 {
     if (json_is_number(a) && json_is_number(b)) {
@@ -2907,7 +2933,7 @@ static int s_eval_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst, const s_pa
             if (s_props_find(k, json_string_value(inst), json_string_length(inst)) >= 0) {
                 return 1;
             }
-            s_err(c, ip, sp, "enum", "value is not one of the allowed values");
+            s_err_value(c, ip, sp, "enum", "value is not one of", k->val);
             return 0;
         }
         json_array_foreach(k->val, i, v)
@@ -2916,14 +2942,14 @@ static int s_eval_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst, const s_pa
                 return 1;
             }
         }
-        s_err(c, ip, sp, "enum", "value is not one of the allowed values");
+        s_err_value(c, ip, sp, "enum", "value is not one of", k->val);
         return 0;
     }
     case K_CONST:
         if (s_equal(k->val, inst)) {
             return 1;
         }
-        s_err(c, ip, sp, "const", "value is not the constant");
+        s_err_value(c, ip, sp, "const", "value must be", k->val);
         return 0;
     case K_MULTIPLEOF:
         if (!json_is_number(inst) || s_multiple_of(inst, k)) {

@@ -27,6 +27,9 @@ void em_schema_store_destroy(em_schema_store_t **store);
  * allocation). */
 int em_schema_store_add(em_schema_store_t *store, const char *uri, json_t *doc,
                         em_draft_t default_draft);
+/* The document (or embedded resource, or "uri#anchor") registered under uri, borrowed; NULL if
+ * none.  Compile it with opts.base_uri = uri so that its relative references resolve. */
+json_t *em_schema_store_get(const em_schema_store_t *store, const char *uri);
 /* Adds the draft 2020-12 and draft-07 meta-schemas from dir (the folder holding draft2020-12/
  * and draft-07/, e.g. ../shared/testdata/json-schema-metaschemas).  Returns 0 or -1. */
 int em_schema_store_add_metaschemas(em_schema_store_t *store, const char *dir);

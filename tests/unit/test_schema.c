@@ -245,6 +245,21 @@ static void test_error_shape(void **state)
         assert_string_equal(json_string_value(json_object_get(e, "schemaPath")), want[i][2]);
         assert_non_null(json_string_value(json_object_get(e, "message")));
     }
+    /* enum and const errors quote the allowed values */
+    json_t *es = json_loads("{\"properties\":{\"u\":{\"enum\":[\"t\",\"kg\"]},\"v\":{\"const\":1}}}", 0, NULL);
+    em_schema_t *s2 = em_schema_compile(es, NULL, NULL, NULL);
+    json_t *ei = json_loads("{\"u\":\"lb\",\"v\":2}", 0, NULL);
+    json_t *ee = em_errors_new();
+    assert_int_equal(em_schema_validate(s2, ei, ee), 0);
+    assert_int_equal(json_array_size(ee), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ee, 0), "message")),
+                        "value is not one of [\"t\",\"kg\"]");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(ee, 1), "message")),
+                        "value must be 1");
+    json_decref(ee);
+    json_decref(ei);
+    json_decref(es);
+    em_schema_destroy(&s2);
     json_decref(errors);
     json_decref(ok);
     json_decref(bad);
@@ -290,6 +305,24 @@ static void test_store(void **state)
     json_decref(good);
     json_decref(bad);
     json_decref(schema);
+    em_schema_destroy(&s);
+    /* a document of the store compiled by its URI */
+    json_t *defs = em_schema_store_get(st, "https://emine.example/defs.json#");
+    assert_non_null(defs);
+    assert_non_null(em_schema_store_get(st, "https://emine.example/defs.json"));
+    assert_null(em_schema_store_get(st, "https://emine.example/other.json"));
+    json_t *ref = json_loads("{\"$ref\":\"defs.json#/$defs/id\"}", 0, NULL);
+    em_schema_opts_t o2 = { .format_assert = true, .base_uri = "https://emine.example/x.json" };
+    s = em_schema_compile(ref, st, &o2, NULL);
+    assert_non_null(s);
+    json_t *str = json_string("nope");
+    json_t *errors = em_errors_new();
+    assert_int_equal(em_schema_validate(s, str, errors), 0);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(errors, 0), "keyword")),
+                        "format");
+    json_decref(errors);
+    json_decref(str);
+    json_decref(ref);
     em_schema_destroy(&s);
     em_schema_store_destroy(&st);
     em_schema_store_destroy(&st);
