@@ -115,6 +115,9 @@ static void s_run_file(const em_schema_store_t *st, const char *path, const char
         em_schema_destroy(&sc);
     }
     json_decref(cases);
+    if (fail) {
+        printf("  %s: %d passed, %d failed\n", label, pass, fail);
+    }
     cnt->pass += pass;
     cnt->fail += fail;
 }
