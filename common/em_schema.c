@@ -425,7 +425,7 @@ static json_t *s_json_pointer(json_t *root, const char *ptr)
 typedef struct {
     char *base;       /* base URI (no fragment) */
     char *schema_uri; /* "$schema" in force (may be NULL) */
-    int draft;        /* 7 or 2020 */
+    int draft;        /* 7, 2019 (a referenced 2019-09 document) or 2020 */
     json_t *resource; /* the schema object that is the root of the resource */
     char *dyn_anchor; /* "$dynamicAnchor" of this object, or NULL */
 } s_info_t;
@@ -477,9 +477,11 @@ static int s_draft_of(const char *schema_uri, int dflt)
         strstr(schema_uri, "json-schema.org/draft-04/schema")) {
         return 7;
     }
-    if (strstr(schema_uri, "json-schema.org/draft/2020-12/schema") ||
-        strstr(schema_uri, "json-schema.org/draft/2019-09/schema")) {
+    if (strstr(schema_uri, "json-schema.org/draft/2020-12/schema")) {
         return 2020;
+    }
+    if (strstr(schema_uri, "json-schema.org/draft/2019-09/schema")) {
+        return 2019; /* read as 2020-12 but for "items" (array form) and "additionalItems" */
     }
     return dflt;
 }
@@ -596,7 +598,7 @@ static int s_walk(s_index_t *x, json_t *node, const char *base, const char *sche
         free(in);
         goto out;
     }
-    if (draft == 2020) {
+    if (draft >= 2019) {
         json_t *a = json_object_get(node, "$anchor");
         if (json_is_string(a)) {
             char *key = s_strcat3(base, "#", json_string_value(a));
@@ -1300,7 +1302,7 @@ enum { V_APPLICATOR = 1, V_VALIDATION = 2, V_UNEVAL = 4, V_FORMAT = 8, V_ALL = 7
 
 static unsigned s_vocab(em_schema_t *s, const s_info_t *in)
 {
-    if (!in || !in->schema_uri || in->draft != 2020) {
+    if (!in || !in->schema_uri || in->draft < 2019) {
         return V_ALL;
     }
     json_t *m = s_lookup_uri(s, in->schema_uri);
@@ -1645,7 +1647,7 @@ static int s_compile_kws(em_schema_t *s, s_node_t *node, json_t *j, const s_info
             S_NEED(k->a = s_compile_node(s, v, in));
         }
         json_t *it = json_object_get(j, "items");
-        if (d7) {
+        if (in->draft < 2020) {
             json_t *ai = json_object_get(j, "additionalItems");
             if (json_is_array(it)) {
                 S_NEED(k = s_kw_push(&kv, K_ITEMS, "items"));
@@ -1782,7 +1784,7 @@ static s_node_t *s_compile_node(em_schema_t *s, json_t *j, const s_info_t *paren
     if (s_compile_kws(s, n, j, in) < 0) {
         return NULL;
     }
-    if (in->draft == 2020) {
+    if (in->draft >= 2019) {
         n->res = s_resource(s, in);
         if (!n->res) {
             return NULL;
