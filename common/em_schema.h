@@ -13,6 +13,8 @@
 typedef struct em_schema_store em_schema_store_t;
 typedef struct em_schema em_schema_t;
 
+/* Dialects.  A document whose "$schema" is draft 2019-09 is read as 2020-12 except that
+ * "items" may be an array (with "additionalItems"); $recursiveRef is not supported. */
 typedef enum {
     EM_DRAFT_AUTO = 0, /* from "$schema"; 2020-12 when absent or unknown */
     EM_DRAFT_07 = 7,
