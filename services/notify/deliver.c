@@ -33,7 +33,21 @@ typedef struct {
     size_t n;
 } strv_t;
 
+/* What a libcurl transfer's CURLOPT_PRIVATE points to: the first member of a subscription
+ * (its in-order delivery) or of a redrive job. */
+typedef enum { X_SUB, X_REDRIVE } xfer_kind_t;
+
+typedef struct {
+    xfer_kind_t kind;
+    struct notify_deliver *owner;
+    CURL *easy;           /* NULL when nothing is in flight */
+    struct curl_slist *hdrs;
+    long retry_after_s;   /* from the answer, -1 when none */
+    bool refused;         /* the sink's address was refused (SSRF) */
+} xfer_t;
+
 typedef struct dsub {
+    xfer_t x;             /* first member */
     char *id;
     char *updated;       /* updated_at text: a change reloads the definition */
     char *org_id;
@@ -54,17 +68,24 @@ typedef struct dsub {
     bool gone;            /* deleted or disabled: freed once nothing is in flight */
 
     /* The event being delivered (page row page_i) */
-    CURL *easy;
-    struct curl_slist *hdrs;
     int64_t seq;
     int attempts;
     int64_t next_attempt; /* monotonic ms */
-    long retry_after_s;
-    bool refused;         /* the sink's address was refused (SSRF) */
     long last_status;
     char last_error[256];
-    struct notify_deliver *owner;
 } dsub_t;
+
+/* A dead letter being re-sent (one attempt; see notify_deliver_run). */
+typedef struct {
+    xfer_t x;             /* first member */
+    int64_t dl_id;        /* delivery_dead_letters.id */
+    int64_t seq;
+    char sub_id[72];
+    char *body;
+    size_t len;
+} redrive_t;
+
+#define REDRIVE_MAX 16
 
 typedef struct {
     curl_socket_t fd;
@@ -86,10 +107,12 @@ struct notify_deliver {
     int nsocks;
     dsub_t **subs;
     int nsubs, capsubs;
+    redrive_t *redrives[REDRIVE_MAX]; /* in flight */
+    int nredrives;
     int inflight;
     int64_t next_reload, next_flush;
     bool loaded;
-    em_metric_t *m_ok, *m_fail, *m_dead, *m_refused, *m_disabled;
+    em_metric_t *m_ok, *m_fail, *m_dead, *m_refused, *m_disabled, *m_redriven;
 };
 
 /* ---------------------------------------------------------------------------------------- */
@@ -209,7 +232,7 @@ static void s_sub_free(dsub_t *s)
     s_def_free(s);
     if (s->page)
         PQclear(s->page);
-    curl_slist_free_all(s->hdrs);
+    curl_slist_free_all(s->x.hdrs);
     free(s->id);
     free(s);
 }
@@ -356,7 +379,7 @@ static int s_reload(notify_deliver_t *self)
         dsub_t *s = s_find(self, id);
         if (s && !s->gone) {
             s->seen = true;
-            if (strcmp(s->updated, PQgetvalue(r, i, C_UPDATED)) != 0 && !s->easy) {
+            if (strcmp(s->updated, PQgetvalue(r, i, C_UPDATED)) != 0 && !s->x.easy) {
                 if (s_def_load(s, r, i) != 0)
                     s->seen = false;
                 else
@@ -379,7 +402,8 @@ static int s_reload(notify_deliver_t *self)
             free(s);
             break;
         }
-        s->owner = self;
+        s->x.kind = X_SUB;
+        s->x.owner = self;
         s->cursor = s->persisted = strtoll(PQgetvalue(r, i, C_CURSOR), NULL, 10);
         s->persisted = -1; /* write it once, so that a missing cursor row gets created */
         if (s_def_load(s, r, i) != 0) {
@@ -396,7 +420,7 @@ static int s_reload(notify_deliver_t *self)
         dsub_t *s = self->subs[i];
         if (!s->seen) {
             s->gone = true;
-            if (!s->easy) {
+            if (!s->x.easy) {
                 EM_LOG_INFO(MOD, "subscription %s no longer active", s->id);
                 s_remove_at(self, i);
                 continue;
@@ -470,10 +494,10 @@ static int s_timer_cb(CURLM *multi, long timeout_ms, void *userp)
 static curl_socket_t s_opensocket_cb(void *clientp, curlsocktype purpose,
                                      struct curl_sockaddr *address)
 {
-    dsub_t *s = clientp;
+    xfer_t *x = clientp;
     (void)purpose;
-    if (!s->owner->cfg.allow_private && notify_deliver_addr_refused(&address->addr)) {
-        s->refused = true;
+    if (!x->owner->cfg.allow_private && notify_deliver_addr_refused(&address->addr)) {
+        x->refused = true;
         return CURL_SOCKET_BAD;
     }
     return socket(address->family, address->socktype, address->protocol);
@@ -481,7 +505,7 @@ static curl_socket_t s_opensocket_cb(void *clientp, curlsocktype purpose,
 
 static size_t s_header_cb(char *buf, size_t size, size_t n, void *userp)
 {
-    dsub_t *s = userp;
+    xfer_t *x = userp;
     size_t len = size * n;
     if (len > 12 && strncasecmp(buf, "Retry-After:", 12) == 0) {
         char tmp[32];
@@ -491,7 +515,7 @@ static size_t s_header_cb(char *buf, size_t size, size_t n, void *userp)
         char *end;
         long v = strtol(tmp, &end, 10);
         if (end != tmp && v >= 0)
-            s->retry_after_s = v > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : v;
+            x->retry_after_s = v > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : v;
     }
     return len;
 }
@@ -503,31 +527,31 @@ static size_t s_discard_cb(char *buf, size_t size, size_t n, void *userp)
     return size * n;
 }
 
-/* Starts the POST of page row page_i.  Returns 0, or -1 (could not start: retried later). */
-static int s_start(notify_deliver_t *self, dsub_t *s)
+/* Starts the signed POST of event seq (body: its archived text, which must outlive the
+ * transfer) to s's sink as transfer x.  Returns 0, or -1 (could not start: retried later). */
+static int s_post(notify_deliver_t *self, dsub_t *s, xfer_t *x, int64_t seq, const char *body,
+                  size_t len)
 {
-    const char *body = PQgetvalue(s->page, s->page_i, 1);
-    size_t len = (size_t)PQgetlength(s->page, s->page_i, 1);
     char msgid[40], ts[32], sig[EM_WEBHOOK_SIG_LEN], h[160];
     int64_t now_s = em_now_ms() / 1000;
-    snprintf(msgid, sizeof msgid, "evt_%" PRId64, s->seq);
+    snprintf(msgid, sizeof msgid, "evt_%" PRId64, seq);
     snprintf(ts, sizeof ts, "%" PRId64, now_s);
     if (em_webhook_sign(s->wh, msgid, now_s, body, len, sig, sizeof sig) != 0)
         return -1;
-    curl_slist_free_all(s->hdrs);
-    s->hdrs = NULL;
+    curl_slist_free_all(x->hdrs);
+    x->hdrs = NULL;
     for (const struct curl_slist *e = s->extra; e; e = e->next)
-        s->hdrs = curl_slist_append(s->hdrs, e->data);
-    s->hdrs = curl_slist_append(s->hdrs, "Content-Type: application/cloudevents+json");
-    s->hdrs = curl_slist_append(s->hdrs, "Expect:");
+        x->hdrs = curl_slist_append(x->hdrs, e->data);
+    x->hdrs = curl_slist_append(x->hdrs, "Content-Type: application/cloudevents+json");
+    x->hdrs = curl_slist_append(x->hdrs, "Expect:");
     snprintf(h, sizeof h, "webhook-id: %s", msgid);
-    s->hdrs = curl_slist_append(s->hdrs, h);
+    x->hdrs = curl_slist_append(x->hdrs, h);
     snprintf(h, sizeof h, "webhook-timestamp: %s", ts);
-    s->hdrs = curl_slist_append(s->hdrs, h);
+    x->hdrs = curl_slist_append(x->hdrs, h);
     snprintf(h, sizeof h, "webhook-signature: %s", sig);
-    s->hdrs = curl_slist_append(s->hdrs, h);
+    x->hdrs = curl_slist_append(x->hdrs, h);
     CURL *e = curl_easy_init();
-    if (!e || !s->hdrs) {
+    if (!e || !x->hdrs) {
         if (e)
             curl_easy_cleanup(e);
         return -1;
@@ -535,9 +559,9 @@ static int s_start(notify_deliver_t *self, dsub_t *s)
     curl_easy_setopt(e, CURLOPT_URL, s->sink);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body); /* the page outlives the transfer */
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->hdrs);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "emine-notify");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_PROXY, "");
@@ -545,20 +569,28 @@ static int s_start(notify_deliver_t *self, dsub_t *s)
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)self->cfg.timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)self->cfg.timeout_ms);
     curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, s_opensocket_cb);
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, s);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, x);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, s_header_cb);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, s);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, s_discard_cb);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, s);
-    s->refused = false;
-    s->retry_after_s = -1;
+    curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+    x->owner = self;
+    x->refused = false;
+    x->retry_after_s = -1;
     if (curl_multi_add_handle(self->multi, e) != CURLM_OK) {
         curl_easy_cleanup(e);
         return -1;
     }
-    s->easy = e;
+    x->easy = e;
     self->inflight++;
     return 0;
+}
+
+/* Starts the delivery of page row page_i (the page outlives the transfer). */
+static int s_start(notify_deliver_t *self, dsub_t *s)
+{
+    return s_post(self, s, &s->x, s->seq, PQgetvalue(s->page, s->page_i, 1),
+                  (size_t)PQgetlength(s->page, s->page_i, 1));
 }
 
 /* Records the event at page_i as done (delivered or dead-lettered) and moves on. */
@@ -631,18 +663,18 @@ static int64_t s_backoff_ms(notify_deliver_t *self, dsub_t *s)
     em_random_hex(hex, 2);
     r = (unsigned char)strtol(hex, NULL, 16);
     int64_t d = base * (80 + (int64_t)r * 40 / 255) / 100; /* 80 % .. 120 % */
-    if (s->retry_after_s >= 0 && d < s->retry_after_s * 1000)
-        d = s->retry_after_s * 1000;
+    if (s->x.retry_after_s >= 0 && d < s->x.retry_after_s * 1000)
+        d = s->x.retry_after_s * 1000;
     return d;
 }
 
 static void s_complete(notify_deliver_t *self, dsub_t *s, CURLcode cc)
 {
     long status = 0;
-    curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
-    curl_multi_remove_handle(self->multi, s->easy);
-    curl_easy_cleanup(s->easy);
-    s->easy = NULL;
+    curl_easy_getinfo(s->x.easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_multi_remove_handle(self->multi, s->x.easy);
+    curl_easy_cleanup(s->x.easy);
+    s->x.easy = NULL;
     self->inflight--;
     if (s->gone)
         return; /* deleted meanwhile: the sweep frees it */
@@ -663,7 +695,7 @@ static void s_complete(notify_deliver_t *self, dsub_t *s, CURLcode cc)
         return;
     }
     em_metric_add(self->m_fail, 1);
-    if (s->refused) {
+    if (s->x.refused) {
         em_metric_add(self->m_refused, 1);
         snprintf(s->last_error, sizeof s->last_error,
                  "the sink resolves to a loopback, private or reserved address (refused; "
@@ -675,7 +707,7 @@ static void s_complete(notify_deliver_t *self, dsub_t *s, CURLcode cc)
     } else {
         snprintf(s->last_error, sizeof s->last_error, "HTTP %ld", status);
     }
-    if (s->refused || s->attempts > self->nschedule) {
+    if (s->x.refused || s->attempts > self->nschedule) {
         em_metric_add(self->m_dead, 1);
         if (s_dead_letter(self, s) == 0)
             s_done(s);
@@ -689,6 +721,122 @@ static void s_complete(notify_deliver_t *self, dsub_t *s, CURLcode cc)
                 s->id, s->seq, s->attempts, s->last_error, s->next_attempt - em_mono_ms());
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* Redrive: dead letters whose redriven_at an operator set (eminectl subs redrive) are sent
+ * again, once each, out of band of the subscription's in-order stream.  Delivered: the row is
+ * deleted.  Failed again: redriven_at is cleared and attempts/last_* updated. */
+
+static void s_redrive_free(redrive_t *r)
+{
+    if (!r)
+        return;
+    curl_slist_free_all(r->x.hdrs);
+    free(r->body);
+    free(r);
+}
+
+static void s_redrive_complete(notify_deliver_t *self, redrive_t *r, CURLcode cc)
+{
+    long status = 0;
+    curl_easy_getinfo(r->x.easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_multi_remove_handle(self->multi, r->x.easy);
+    curl_easy_cleanup(r->x.easy);
+    r->x.easy = NULL;
+    self->inflight--;
+    for (int i = 0; i < self->nredrives; i++)
+        if (self->redrives[i] == r)
+            self->redrives[i] = self->redrives[--self->nredrives];
+    bool ok = cc == CURLE_OK && status >= 200 && status < 300;
+    char id[32], st[16], err[256];
+    snprintf(id, sizeof id, "%" PRId64, r->dl_id);
+    snprintf(st, sizeof st, "%ld", status);
+    if (r->x.refused)
+        snprintf(err, sizeof err, "the sink resolves to a loopback, private or reserved address");
+    else if (cc != CURLE_OK)
+        snprintf(err, sizeof err, "%s", curl_easy_strerror(cc));
+    else
+        snprintf(err, sizeof err, "HTTP %ld", status);
+    const char *p[3] = {id, cc == CURLE_OK ? st : NULL, err};
+    PGresult *res = NULL;
+    if (s_pg(self))
+        res = ok ? em_store_query(self->store,
+                                  "DELETE FROM delivery_dead_letters WHERE id = $1::bigint", 1, p)
+                 : em_store_query(self->store,
+                                  "UPDATE delivery_dead_letters SET redriven_at = NULL,"
+                                  " attempts = attempts + 1, last_status = $2::integer,"
+                                  " last_error = $3 WHERE id = $1::bigint",
+                                  3, p);
+    if (!res)
+        s_pg_failed(self, "recording a redrive"); /* still requested: sent again later */
+    PQclear(res);
+    if (ok)
+        em_metric_add(self->m_redriven, 1);
+    EM_LOG_INFO(MOD, "subscription %s: redrive of seq %" PRId64 " %s", r->sub_id, r->seq,
+                ok ? "delivered" : err);
+    s_redrive_free(r);
+}
+
+/* Starts the redrives requested, when none is in flight. */
+static void s_redrive_poll(notify_deliver_t *self)
+{
+    if (self->nredrives > 0 || !s_pg(self))
+        return;
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", REDRIVE_MAX);
+    const char *p[1] = {lim};
+    PGresult *r = em_store_query(self->store,
+                                 "SELECT d.id, d.subscription_id, d.seq, e.envelope::text"
+                                 " FROM delivery_dead_letters d JOIN events e ON e.seq = d.seq"
+                                 " WHERE d.redriven_at IS NOT NULL ORDER BY d.id"
+                                 " LIMIT $1::integer",
+                                 1, p);
+    if (!r) {
+        s_pg_failed(self, "reading redrive requests");
+        return;
+    }
+    for (int i = 0; i < PQntuples(r) && self->inflight < self->cfg.max_inflight; i++) {
+        dsub_t *s = s_find(self, PQgetvalue(r, i, 1));
+        if (!s || s->gone)
+            continue; /* disabled or not active: stays requested */
+        redrive_t *rd = calloc(1, sizeof *rd);
+        if (!rd)
+            break;
+        rd->x.kind = X_REDRIVE;
+        rd->dl_id = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+        rd->seq = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+        snprintf(rd->sub_id, sizeof rd->sub_id, "%s", s->id);
+        rd->len = (size_t)PQgetlength(r, i, 3);
+        rd->body = malloc(rd->len + 1);
+        /* Visibility and filters are checked again: the organisation may have changed. */
+        json_t *ev = json_loads(PQgetvalue(r, i, 3), 0, NULL);
+        int match = ev && em_subscription_matches(&s->org, (const char *const *)s->types.v,
+                                                  s->types.n, s->filter, &s->domain, ev);
+        json_decref(ev);
+        if (!rd->body || !match) {
+            if (!match) {
+                char id[32];
+                snprintf(id, sizeof id, "%" PRId64, rd->dl_id);
+                const char *q[1] = {id};
+                PGresult *u = em_store_query(self->store,
+                                             "UPDATE delivery_dead_letters SET redriven_at = NULL,"
+                                             " last_error = 'no longer visible to or selected by"
+                                             " the subscription' WHERE id = $1::bigint",
+                                             1, q);
+                PQclear(u);
+            }
+            s_redrive_free(rd);
+            continue;
+        }
+        memcpy(rd->body, PQgetvalue(r, i, 3), rd->len + 1);
+        if (s_post(self, s, &rd->x, rd->seq, rd->body, rd->len) != 0) {
+            s_redrive_free(rd);
+            continue;
+        }
+        self->redrives[self->nredrives++] = rd;
+    }
+    PQclear(r);
+}
+
 static void s_read_completions(notify_deliver_t *self)
 {
     CURLMsg *m;
@@ -696,10 +844,12 @@ static void s_read_completions(notify_deliver_t *self)
     while ((m = curl_multi_info_read(self->multi, &left)) != NULL) {
         if (m->msg != CURLMSG_DONE)
             continue;
-        dsub_t *s = NULL;
-        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&s);
-        if (s)
-            s_complete(self, s, m->data.result);
+        xfer_t *x = NULL;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+        if (x && x->kind == X_SUB)
+            s_complete(self, (dsub_t *)x, m->data.result);
+        else if (x)
+            s_redrive_complete(self, (redrive_t *)x, m->data.result);
     }
 }
 
@@ -709,7 +859,7 @@ static void s_read_completions(notify_deliver_t *self)
 /* 1 when s has something to do now or could have (given head). */
 static bool s_ready(const dsub_t *s, int64_t head, int64_t now)
 {
-    if (s->gone || s->easy || now < s->next_attempt)
+    if (s->gone || s->x.easy || now < s->next_attempt)
         return false;
     return s->attempts > 0 || (s->page && s->page_i < PQntuples(s->page)) || s->cursor < head;
 }
@@ -825,6 +975,8 @@ notify_deliver_t *notify_deliver_new(const char *dsn, const notify_deliver_cfg_t
                                              "sinks refused for a private or reserved address");
         self->m_disabled = em_metrics_counter(metrics, "webhook_disabled_total", NULL,
                                               "subscriptions disabled by a 410 answer");
+        self->m_redriven = em_metrics_counter(metrics, "webhook_redriven_total", NULL,
+                                              "dead letters delivered by a redrive");
     }
     return self;
 fail:
@@ -843,13 +995,18 @@ void notify_deliver_destroy(notify_deliver_t **self_p)
     }
     for (int i = 0; i < self->nsubs; i++) {
         dsub_t *s = self->subs[i];
-        if (s->easy) {
-            curl_multi_remove_handle(self->multi, s->easy);
-            curl_easy_cleanup(s->easy);
+        if (s->x.easy) {
+            curl_multi_remove_handle(self->multi, s->x.easy);
+            curl_easy_cleanup(s->x.easy);
         }
         s_sub_free(s);
     }
     free(self->subs);
+    for (int i = 0; i < self->nredrives; i++) {
+        curl_multi_remove_handle(self->multi, self->redrives[i]->x.easy);
+        curl_easy_cleanup(self->redrives[i]->x.easy);
+        s_redrive_free(self->redrives[i]);
+    }
     if (self->multi)
         curl_multi_cleanup(self->multi);
     em_store_destroy(&self->store);
@@ -883,7 +1040,7 @@ long notify_deliver_timeout_ms(notify_deliver_t *self, int64_t head)
     bool pg_ok = now >= self->pg_retry_at;
     for (int i = 0; i < self->nsubs && due > now; i++) {
         dsub_t *s = self->subs[i];
-        if (s->gone || s->easy)
+        if (s->gone || s->x.easy)
             continue;
         if (s->attempts > 0 || (s->page && s->page_i < PQntuples(s->page)) ||
             (s->cursor < head && pg_ok)) {
@@ -924,11 +1081,12 @@ void notify_deliver_run(notify_deliver_t *self, const zmq_pollitem_t *items, int
     now = em_mono_ms();
     if (!self->loaded || now >= self->next_reload) {
         self->next_reload = now + self->cfg.reload_ms;
-        (void)s_reload(self);
+        if (s_reload(self) == 0)
+            s_redrive_poll(self);
     }
     for (int i = 0; i < self->nsubs;) {
         dsub_t *s = self->subs[i];
-        if (s->gone && !s->easy) {
+        if (s->gone && !s->x.easy) {
             s_remove_at(self, i);
             continue;
         }

@@ -17,6 +17,9 @@
  *   refused sink   a sink that resolves to a loopback, private, link-local, CGNAT, multicast
  *                  or reserved address is not connected to unless allow_private; the event is
  *                  dead-lettered at once (no retries).
+ * Redrive: a dead letter whose redriven_at is set (eminectl subs redrive) is sent once more,
+ * out of band of the in-order stream and after visibility and filters are checked again;
+ * delivered, its row is deleted; failed, redriven_at is cleared and attempts/last_* updated.
  * Cursors are persisted every flush_ms and by notify_deliver_flush (at least once: a crash
  * re-sends from the persisted cursor; receivers dedupe on webhook-id).  Subscriptions are
  * re-read every reload_ms.  Redirects are not followed and proxies from the environment are

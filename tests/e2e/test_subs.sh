@@ -60,6 +60,18 @@ em_check "eminectl subs show names the organisation" \
 em_check "eminectl subs show keeps the secret out" \
     bash -c "! '$CTL' subs show '$id' | grep -q whsec_"
 
+# Dead letters as an operator sees them, and a redrive request (no event rows exist here, so
+# notify has nothing to re-send and the request stays visible).
+em_psql "insert into delivery_dead_letters (subscription_id, seq, attempts, last_status, last_error)
+         values ('$id', 7, 6, 503, 'HTTP 503')" >/dev/null
+em_check "eminectl subs dead-letters lists it" \
+    bash -c "'$CTL' subs dead-letters --sub '$id' | grep -q '^$id	7	6	503	'"
+em_eq "eminectl subs redrive" "$("$CTL" subs redrive "$id")" "1 dead letter(s) of $id queued for redrive"
+em_eq "the redrive is requested" \
+    "$(em_psql "select count(*) from delivery_dead_letters where redriven_at is not null")" 1
+em_eq "a second redrive finds nothing new" "$("$CTL" subs redrive "$id" --seq 7)" \
+    "0 dead letter(s) of $id queued for redrive"
+
 key_id=$(em_psql "select id from api_keys where org_id = 'mhd'")
 em_check "eminectl subs key-revoke" "$CTL" subs key-revoke "$key_id"
 em_eq "a revoked key: 401" \

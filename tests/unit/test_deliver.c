@@ -410,6 +410,37 @@ static void test_private_sink_refused(void **state)
     }
 }
 
+/* A failing endpoint: retries, dead letter, a redrive that fails again, one that succeeds. */
+static void test_dead_letter_redrive(void **state)
+{
+    (void)state;
+    s_event(1, "/pk/x", "public", "PK-BA", "{}");
+    s_event(2, "/pk/x", "public", "PK-BA", "{}");
+    s_rx.answers[0] = s_rx.answers[1] = s_rx.answers[2] = 500; /* seq 1: dead */
+    s_rx.answers[4] = 502;                                     /* first redrive fails */
+    s_subscribe("s1", "portal", "[]", 0);
+    notify_t *n = notify_new(NULL);
+    assert_non_null(n);
+    PUMP_UNTIL(n, s_rx.n >= 4, 10000);
+    assert_int_equal(s_rx.seqs[3], 2);
+    s_pump(n, 100);
+    s_assert_sql("SELECT seq || ':' || attempts FROM delivery_dead_letters", "1:3");
+    s_sql("UPDATE delivery_dead_letters SET redriven_at = now()");
+    PUMP_UNTIL(n, s_rx.n >= 5, 10000);
+    assert_int_equal(s_rx.seqs[4], 1);
+    PUMP_UNTIL(n, s_sql_int("SELECT count(*) FROM delivery_dead_letters"
+                            " WHERE redriven_at IS NULL AND attempts = 4") == 1, 5000);
+    s_assert_sql("SELECT last_status || ':' || last_error FROM delivery_dead_letters",
+                 "502:HTTP 502");
+    s_sql("UPDATE delivery_dead_letters SET redriven_at = now()");
+    PUMP_UNTIL(n, s_sql_int("SELECT count(*) FROM delivery_dead_letters") == 0, 5000);
+    assert_int_equal(s_rx.n, 6);
+    assert_int_equal(s_rx.seqs[5], 1);
+    assert_int_equal(s_rx.bad_signatures, 0);
+    s_assert_sql("SELECT seq FROM subscription_cursors", "2");
+    notify_destroy(&n);
+}
+
 /* A restarted notify resumes from the persisted cursor: every event at least once, in order. */
 static void test_resume_after_restart(void **state)
 {
@@ -450,6 +481,7 @@ int main(void)
         cmocka_unit_test_setup(test_retry_after_honoured, s_setup),
         cmocka_unit_test_setup(test_gone_disables, s_setup),
         cmocka_unit_test_setup(test_private_sink_refused, s_setup),
+        cmocka_unit_test_setup(test_dead_letter_redrive, s_setup),
         cmocka_unit_test_setup(test_resume_after_restart, s_setup),
     };
     return cmocka_run_group_tests(tests, s_group_setup, s_group_teardown);

@@ -11,6 +11,8 @@
  *   eminectl subs list [--org ORG]
  *   eminectl subs show ID
  *   eminectl subs delete ID
+ *   eminectl subs dead-letters [--sub ID]        deliveries given up (not yet redriven)
+ *   eminectl subs redrive ID [--seq N]           ask notify to send them again
  * Every command takes --dsn DSN (default $EMINE_PG_DSN, else the local stack's). */
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -37,6 +39,8 @@ static int s_usage(void)
             "  list [--org ORG]              list subscriptions\n"
             "  show ID                       one subscription as JSON\n"
             "  delete ID                     delete a subscription\n"
+            "  dead-letters [--sub ID]       deliveries given up after the retry schedule\n"
+            "  redrive ID [--seq N]          have notify send a subscription's dead letters again\n"
             "  DSN defaults to $EMINE_PG_DSN, else \"" SUBS_DEFAULT_DSN "\"\n");
     return 2;
 }
@@ -201,7 +205,7 @@ int cmd_subs(int argc, char **argv)
     int n = nrest - 1;
     char **args = rest + 1;
     static const char *known[] = {"org-create", "orgs", "key-create", "keys", "key-revoke",
-                                  "list", "show", "delete", NULL};
+                                  "list", "show", "delete", "dead-letters", "redrive", NULL};
     int ok = 0;
     for (int i = 0; known[i]; i++)
         ok |= strcmp(cmd, known[i]) == 0;
@@ -283,6 +287,37 @@ int cmd_subs(int argc, char **argv)
             fprintf(stderr, "eminectl subs: no subscription %s\n", args[0]);
         else if (r)
             printf("%s\n", PQgetvalue(r, 0, 0));
+        PQclear(r);
+    } else if (strcmp(cmd, "dead-letters") == 0) {
+        const char *sub = NULL;
+        if (n == 2 && strcmp(args[0], "--sub") == 0)
+            sub = args[1];
+        const char *p[1] = {sub};
+        rc = (n != 0 && !sub)
+                 ? s_usage()
+                 : s_query_print(c,
+                                 "SELECT subscription_id AS subscription, seq, attempts,"
+                                 " COALESCE(last_status::text, '') AS last_status, created_at,"
+                                 " CASE WHEN redriven_at IS NULL THEN '' ELSE 'requested' END"
+                                 " AS redrive, last_error"
+                                 " FROM delivery_dead_letters"
+                                 " WHERE $1::text IS NULL OR subscription_id = $1"
+                                 " ORDER BY subscription_id, seq",
+                                 1, p);
+    } else if (strcmp(cmd, "redrive") == 0) {
+        const char *seq = NULL;
+        if (n == 3 && strcmp(args[1], "--seq") == 0)
+            seq = args[2];
+        const char *p[2] = {n >= 1 ? args[0] : NULL, seq};
+        PGresult *r = (n != 1 && !seq) ? NULL
+                      : s_exec(c,
+                               "UPDATE delivery_dead_letters SET redriven_at = now()"
+                               " WHERE subscription_id = $1 AND redriven_at IS NULL"
+                               " AND ($2::bigint IS NULL OR seq = $2::bigint) RETURNING seq",
+                               2, p);
+        rc = (n != 1 && !seq) ? s_usage() : !r ? 1 : 0;
+        if (r)
+            printf("%d dead letter(s) of %s queued for redrive\n", PQntuples(r), args[0]);
         PQclear(r);
     } else { /* delete */
         const char *p[1] = {n == 1 ? args[0] : NULL};
