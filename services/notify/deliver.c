@@ -240,8 +240,18 @@ static void s_sub_free(dsub_t *s)
 /* Columns of the subscription query. */
 enum {
     C_ID, C_UPDATED, C_ORG, C_KIND, C_PROVINCE, C_PARTIES, C_SOURCES, C_TYPES, C_FILTERS,
-    C_SINK, C_SETTINGS, C_SECRET, C_PROVINCES, C_MINERALS, C_PROJECTS, C_LICENCES, C_CURSOR
+    C_SINK, C_SETTINGS, C_SECRET, C_PROVINCES, C_MINERALS, C_PROJECTS, C_LICENCES, C_CURSOR,
+    C_HELD
 };
+
+/* Sharing between notify processes: each deliverer holds the shared advisory lock
+ * (LOCK_PRESENCE, 0) while it runs, so that the live ones can be counted, and the exclusive
+ * lock (LOCK_SUB, hashtext(id)) of every subscription it delivers.  Each takes at most
+ * ceil(active subscriptions / live deliverers) and gives one back per reload while it holds
+ * more, after persisting its cursor.  The locks go with the connection: a crashed process's
+ * subscriptions are taken over from their persisted cursors. */
+#define LOCK_PRESENCE 1701671795
+#define LOCK_SUB 1701671796
 
 static const char s_subs_sql[] =
     "SELECT s.id, s.updated_at::text, s.org_id, o.kind, o.province,"
@@ -249,7 +259,10 @@ static const char s_subs_sql[] =
     " to_jsonb(s.types)::text, s.filters::text, s.sink, s.protocolsettings::text, s.secret,"
     " to_jsonb(s.provinces)::text, to_jsonb(s.minerals)::text, to_jsonb(s.project_ids)::text,"
     " to_jsonb(s.licence_ids)::text,"
-    " COALESCE(c.seq, (SELECT COALESCE(max(seq), 0) FROM events))"
+    " COALESCE(c.seq, (SELECT COALESCE(max(seq), 0) FROM events)),"
+    " EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted"
+    "  AND l.pid = pg_backend_pid() AND l.classid = 1701671796 AND l.objsubid = 2"
+    "  AND l.objid = (hashtext(s.id)::bigint & 4294967295)::oid)"
     " FROM subscriptions s JOIN organisations o ON o.id = s.org_id"
     " LEFT JOIN subscription_cursors c ON c.subscription_id = s.id"
     " WHERE s.status = 'active' ORDER BY s.id";
@@ -362,22 +375,92 @@ static void s_pg_failed(notify_deliver_t *self, const char *what)
     self->pg_retry_at = em_mono_ms() + PG_RETRY_MS;
 }
 
-/* Re-reads the active subscriptions.  Returns 0 or -1. */
+/* Runs a one-value statement with one text parameter; returns the value's first character
+ * ('t'/'f' for booleans) or 0 when it failed. */
+static char s_scalar(notify_deliver_t *self, const char *sql, const char *param)
+{
+    const char *p[1] = {param};
+    PGresult *r = em_store_query(self->store, sql, param ? 1 : 0, p);
+    char c = r && PQntuples(r) == 1 ? PQgetvalue(r, 0, 0)[0] : 0;
+    PQclear(r);
+    return c;
+}
+
+static void s_unlock(notify_deliver_t *self, const char *id)
+{
+    (void)s_scalar(self, "SELECT pg_advisory_unlock(1701671796, hashtext($1))", id);
+}
+
+/* Persists one subscription's cursor.  Returns 0 or -1. */
+static int s_flush_one(notify_deliver_t *self, dsub_t *s)
+{
+    if (s->cursor == s->persisted)
+        return 0;
+    char seq[32];
+    snprintf(seq, sizeof seq, "%" PRId64, s->cursor);
+    const char *p[2] = {s->id, seq};
+    PGresult *r = em_store_query(self->store,
+                                 "INSERT INTO subscription_cursors (subscription_id, seq)"
+                                 " SELECT $1, $2::bigint WHERE EXISTS"
+                                 " (SELECT 1 FROM subscriptions WHERE id = $1)"
+                                 " ON CONFLICT (subscription_id) DO UPDATE"
+                                 " SET seq = EXCLUDED.seq, updated_at = now()",
+                                 2, p);
+    if (!r)
+        return -1;
+    PQclear(r);
+    s->persisted = s->cursor;
+    return 0;
+}
+
+/* The number of live deliverers (taking this one's presence lock first if needed), or -1. */
+static int s_live(notify_deliver_t *self)
+{
+    PGresult *r = em_store_query(
+        self->store,
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        "  AND pid = pg_backend_pid() AND classid = 1701671795 AND objid = 0 AND objsubid = 2),"
+        " (SELECT count(DISTINCT pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        "  AND classid = 1701671795 AND objid = 0 AND objsubid = 2)",
+        0, NULL);
+    if (!r)
+        return -1;
+    bool present = PQgetvalue(r, 0, 0)[0] == 't';
+    int live = atoi(PQgetvalue(r, 0, 1));
+    PQclear(r);
+    if (!present) {
+        if (s_scalar(self, "SELECT pg_try_advisory_lock_shared(1701671795, 0)", NULL) != 't')
+            return -1;
+        live++;
+    }
+    return live;
+}
+
+/* Re-reads the active subscriptions and takes or gives back shares.  Returns 0 or -1. */
 static int s_reload(notify_deliver_t *self)
 {
     if (!s_pg(self))
         return -1;
-    PGresult *r = em_store_query(self->store, s_subs_sql, 0, NULL);
+    int live = s_live(self);
+    PGresult *r = live > 0 ? em_store_query(self->store, s_subs_sql, 0, NULL) : NULL;
     if (!r) {
         s_pg_failed(self, "reading subscriptions");
         return -1;
     }
-    for (int i = 0; i < self->nsubs; i++)
+    int total = PQntuples(r), share = (total + live - 1) / live, owned = 0;
+    for (int i = 0; i < self->nsubs; i++) {
         self->subs[i]->seen = false;
-    for (int i = 0; i < PQntuples(r); i++) {
+        owned += !self->subs[i]->gone;
+    }
+    for (int i = 0; i < total; i++) {
         const char *id = PQgetvalue(r, i, C_ID);
+        bool held = PQgetvalue(r, i, C_HELD)[0] == 't';
         dsub_t *s = s_find(self, id);
         if (s && !s->gone) {
+            if (!held) { /* the lock went with a lost connection: another may have it now */
+                EM_LOG_WARN(MOD, "subscription %s: lock lost, letting it go", id);
+                continue; /* unseen: swept below */
+            }
             s->seen = true;
             if (strcmp(s->updated, PQgetvalue(r, i, C_UPDATED)) != 0 && !s->x.easy) {
                 if (s_def_load(s, r, i) != 0)
@@ -389,44 +472,75 @@ static int s_reload(notify_deliver_t *self)
         }
         if (s)
             continue; /* gone, still in flight */
+        if (owned >= share)
+            continue; /* another deliverer's share */
+        if (!held &&
+            s_scalar(self, "SELECT pg_try_advisory_lock(1701671796, hashtext($1))", id) != 't')
+            continue; /* delivered by another process */
         if (self->nsubs == self->capsubs) {
             int cap = self->capsubs ? self->capsubs * 2 : 16;
             dsub_t **n = realloc(self->subs, (size_t)cap * sizeof *n);
-            if (!n)
+            if (!n) {
+                s_unlock(self, id);
                 break;
+            }
             self->subs = n;
             self->capsubs = cap;
         }
         s = calloc(1, sizeof *s);
         if (!s || !(s->id = strdup(id))) {
             free(s);
+            s_unlock(self, id);
             break;
         }
         s->x.kind = X_SUB;
         s->x.owner = self;
-        s->cursor = s->persisted = strtoll(PQgetvalue(r, i, C_CURSOR), NULL, 10);
+        /* The cursor as the previous owner left it (read after taking the lock). */
+        PGresult *c = em_store_query(self->store,
+                                     "SELECT seq FROM subscription_cursors"
+                                     " WHERE subscription_id = $1",
+                                     1, (const char *const[]){id});
+        s->cursor = c && PQntuples(c) == 1 ? strtoll(PQgetvalue(c, 0, 0), NULL, 10)
+                                           : strtoll(PQgetvalue(r, i, C_CURSOR), NULL, 10);
+        PQclear(c);
         s->persisted = -1; /* write it once, so that a missing cursor row gets created */
         if (s_def_load(s, r, i) != 0) {
+            s_unlock(self, id);
             s_sub_free(s);
             continue;
         }
         s->seen = true;
         self->subs[self->nsubs++] = s;
-        EM_LOG_INFO(MOD, "delivering subscription %s to %s after seq %" PRId64, id, s->sink,
-                    s->cursor);
+        owned++;
+        EM_LOG_INFO(MOD, "delivering subscription %s to %s after seq %" PRId64 " (%d of %d, "
+                         "%d deliverer(s))",
+                    id, s->sink, s->cursor, owned, total, live);
     }
     PQclear(r);
     for (int i = 0; i < self->nsubs;) {
         dsub_t *s = self->subs[i];
         if (!s->seen) {
+            if (!s->gone)
+                owned--;
             s->gone = true;
             if (!s->x.easy) {
-                EM_LOG_INFO(MOD, "subscription %s no longer active", s->id);
+                EM_LOG_INFO(MOD, "subscription %s no longer delivered here", s->id);
+                s_unlock(self, s->id);
                 s_remove_at(self, i);
                 continue;
             }
         }
         i++;
+    }
+    /* More than a fair share: give one back (idle, cursor persisted first). */
+    for (int i = 0; owned > share && i < self->nsubs; i++) {
+        dsub_t *s = self->subs[i];
+        if (s->gone || s->x.easy || s->attempts > 0 || s_flush_one(self, s) != 0)
+            continue;
+        EM_LOG_INFO(MOD, "subscription %s handed over (%d deliverers)", s->id, live);
+        s_unlock(self, s->id);
+        s_remove_at(self, i);
+        break;
     }
     self->loaded = true;
     return 0;
@@ -434,31 +548,18 @@ static int s_reload(notify_deliver_t *self)
 
 int notify_deliver_flush(notify_deliver_t *self)
 {
-    int rc = 0;
     for (int i = 0; i < self->nsubs; i++) {
         dsub_t *s = self->subs[i];
-        if (s->cursor == s->persisted)
-            continue;
+        if (s->gone || s->cursor == s->persisted)
+            continue; /* a subscription let go is not written: another may own it */
         if (!s_pg(self))
             return -1;
-        char seq[32];
-        snprintf(seq, sizeof seq, "%" PRId64, s->cursor);
-        const char *p[2] = {s->id, seq};
-        PGresult *r = em_store_query(self->store,
-                                     "INSERT INTO subscription_cursors (subscription_id, seq)"
-                                     " SELECT $1, $2::bigint WHERE EXISTS"
-                                     " (SELECT 1 FROM subscriptions WHERE id = $1)"
-                                     " ON CONFLICT (subscription_id) DO UPDATE"
-                                     " SET seq = EXCLUDED.seq, updated_at = now()",
-                                     2, p);
-        if (!r) {
+        if (s_flush_one(self, s) != 0) {
             s_pg_failed(self, "persisting a cursor");
             return -1;
         }
-        PQclear(r);
-        s->persisted = s->cursor;
     }
-    return rc;
+    return 0;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1087,6 +1188,8 @@ void notify_deliver_run(notify_deliver_t *self, const zmq_pollitem_t *items, int
     for (int i = 0; i < self->nsubs;) {
         dsub_t *s = self->subs[i];
         if (s->gone && !s->x.easy) {
+            if (self->store && em_store_connected(self->store))
+                s_unlock(self, s->id);
             s_remove_at(self, i);
             continue;
         }

@@ -34,6 +34,7 @@ typedef struct {
     int n;                 /* requests received */
     int64_t seqs[MAX_GOT]; /* from webhook-id */
     int64_t at_ms[MAX_GOT];
+    char paths[MAX_GOT][32];
     int bad_signatures;
     int bad_headers;
     int answers[MAX_GOT];  /* status to answer request i (0: 204) */
@@ -116,6 +117,7 @@ static void s_receive(void *arg, em_http_req_t *req)
     int i = rx->n < MAX_GOT ? rx->n : MAX_GOT - 1;
     rx->seqs[i] = id ? strtoll(id + 4, NULL, 10) : -1;
     rx->at_ms[i] = em_mono_ms();
+    snprintf(rx->paths[i], sizeof rx->paths[i], "%s", em_http_req_path(req));
     /* The body is the event itself, whose id names its seq. */
     json_t *ev = json_loadb(body, len, 0, NULL);
     char want[32];
@@ -179,9 +181,9 @@ static void s_subscribe(const char *id, const char *org, const char *filters, in
     char sql[1024];
     snprintf(sql, sizeof sql,
              "INSERT INTO subscriptions (id, org_id, sink, secret, filters) VALUES"
-             " ('%s', '%s', 'http://127.0.0.1:%d/hook', '%s', '%s');"
+             " ('%s', '%s', 'http://127.0.0.1:%d/hook/%s', '%s', '%s');"
              "INSERT INTO subscription_cursors (subscription_id, seq) VALUES ('%s', %" PRId64 ")",
-             id, org, em_http_port(s_rx.http), SECRET, filters, id, after);
+             id, org, em_http_port(s_rx.http), id, SECRET, filters, id, after);
     s_sql(sql);
 }
 
@@ -441,6 +443,67 @@ static void test_dead_letter_redrive(void **state)
     notify_destroy(&n);
 }
 
+/* Two notify processes share the subscriptions (no event delivered twice); when one goes,
+ * the other takes its share over from the persisted cursors. */
+static void test_shared_between_processes(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 4; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "s%d", i);
+        s_subscribe(id, "portal", "[]", 0);
+    }
+    notify_t *a = notify_new(NULL), *b = notify_new(NULL);
+    assert_non_null(a);
+    assert_non_null(b);
+    const char *locks = "SELECT string_agg(n::text, ',' ORDER BY n) FROM (SELECT count(*) AS n"
+                        " FROM pg_locks WHERE locktype = 'advisory' AND classid = 1701671796"
+                        " GROUP BY pid) x";
+    int64_t end = em_mono_ms() + 10000;
+    char *got = NULL;
+    for (;;) {
+        free(got);
+        got = s_sql_text(locks);
+        if (strcmp(got, "2,2") == 0 || em_mono_ms() > end)
+            break;
+        for (int k = 0; k < 20; k++) {
+            assert_int_equal(notify_step(a, 2), 0);
+            assert_int_equal(notify_step(b, 2), 0);
+            em_http_run(s_rx.http);
+        }
+    }
+    assert_string_equal(got, "2,2");
+    free(got);
+    for (int64_t seq = 1; seq <= 10; seq++)
+        s_event(seq, "/pk/x", "public", "PK-BA", "{}");
+    end = em_mono_ms() + 10000;
+    while (s_rx.n < 40 && em_mono_ms() < end) {
+        assert_int_equal(notify_step(a, 2), 0);
+        assert_int_equal(notify_step(b, 2), 0);
+        em_http_run(s_rx.http);
+    }
+    for (int k = 0; k < 100; k++) {
+        assert_int_equal(notify_step(a, 2), 0);
+        assert_int_equal(notify_step(b, 2), 0);
+        em_http_run(s_rx.http);
+    }
+    assert_int_equal(s_rx.n, 40); /* 4 subscriptions x 10 events, none twice */
+    for (int i = 0; i < s_rx.n; i++)
+        for (int j = 0; j < i; j++)
+            assert_false(s_rx.seqs[i] == s_rx.seqs[j] && strcmp(s_rx.paths[i], s_rx.paths[j]) == 0);
+
+    notify_destroy(&a);
+    PUMP_UNTIL(b, s_sql_int("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                            " AND classid = 1701671796") == 4, 10000);
+    for (int64_t seq = 11; seq <= 15; seq++)
+        s_event(seq, "/pk/x", "public", "PK-BA", "{}");
+    PUMP_UNTIL(b, s_rx.n >= 60, 10000);
+    s_pump(b, 200);
+    assert_int_equal(s_rx.n, 60);
+    s_assert_sql("SELECT string_agg(seq::text, ',') FROM subscription_cursors", "15,15,15,15");
+    notify_destroy(&b);
+}
+
 /* A restarted notify resumes from the persisted cursor: every event at least once, in order. */
 static void test_resume_after_restart(void **state)
 {
@@ -483,6 +546,7 @@ int main(void)
         cmocka_unit_test_setup(test_private_sink_refused, s_setup),
         cmocka_unit_test_setup(test_dead_letter_redrive, s_setup),
         cmocka_unit_test_setup(test_resume_after_restart, s_setup),
+        cmocka_unit_test_setup(test_shared_between_processes, s_setup),
     };
     return cmocka_run_group_tests(tests, s_group_setup, s_group_teardown);
 }
