@@ -109,6 +109,7 @@ struct notify_deliver {
     int nsubs, capsubs;
     redrive_t *redrives[REDRIVE_MAX]; /* in flight */
     int nredrives;
+    bool redrive_more;    /* the last poll found work: poll again once these are done */
     int inflight;
     int64_t next_reload, next_flush;
     bool loaded;
@@ -877,19 +878,22 @@ static void s_redrive_complete(notify_deliver_t *self, redrive_t *r, CURLcode cc
     s_redrive_free(r);
 }
 
-/* Starts the redrives requested, when none is in flight. */
+/* Starts the redrives requested, when none is in flight: the first of each subscription, so
+ * that a subscription's redrives (and replays) go out one at a time in seq order. */
 static void s_redrive_poll(notify_deliver_t *self)
 {
+    self->redrive_more = false;
     if (self->nredrives > 0 || !s_pg(self))
         return;
     char lim[16];
     snprintf(lim, sizeof lim, "%d", REDRIVE_MAX);
     const char *p[1] = {lim};
     PGresult *r = em_store_query(self->store,
-                                 "SELECT d.id, d.subscription_id, d.seq, e.envelope::text"
+                                 "SELECT DISTINCT ON (d.subscription_id) d.id, d.subscription_id,"
+                                 " d.seq, e.envelope::text"
                                  " FROM delivery_dead_letters d JOIN events e ON e.seq = d.seq"
-                                 " WHERE d.redriven_at IS NOT NULL ORDER BY d.id"
-                                 " LIMIT $1::integer",
+                                 " WHERE d.redriven_at IS NOT NULL"
+                                 " ORDER BY d.subscription_id, d.seq LIMIT $1::integer",
                                  1, p);
     if (!r) {
         s_pg_failed(self, "reading redrive requests");
@@ -918,10 +922,14 @@ static void s_redrive_poll(notify_deliver_t *self)
                 char id[32];
                 snprintf(id, sizeof id, "%" PRId64, rd->dl_id);
                 const char *q[1] = {id};
+                /* A replay request (attempts 0) is dropped; a dead letter stays, explained. */
                 PGresult *u = em_store_query(self->store,
-                                             "UPDATE delivery_dead_letters SET redriven_at = NULL,"
+                                             "WITH d AS (DELETE FROM delivery_dead_letters"
+                                             " WHERE id = $1::bigint AND attempts = 0 RETURNING id)"
+                                             " UPDATE delivery_dead_letters SET redriven_at = NULL,"
                                              " last_error = 'no longer visible to or selected by"
-                                             " the subscription' WHERE id = $1::bigint",
+                                             " the subscription' WHERE id = $1::bigint"
+                                             " AND NOT EXISTS (SELECT 1 FROM d)",
                                              1, q);
                 PQclear(u);
             }
@@ -935,6 +943,7 @@ static void s_redrive_poll(notify_deliver_t *self)
         }
         self->redrives[self->nredrives++] = rd;
     }
+    self->redrive_more = self->nredrives > 0;
     PQclear(r);
 }
 
@@ -1184,6 +1193,8 @@ void notify_deliver_run(notify_deliver_t *self, const zmq_pollitem_t *items, int
         self->next_reload = now + self->cfg.reload_ms;
         if (s_reload(self) == 0)
             s_redrive_poll(self);
+    } else if (self->redrive_more && self->nredrives == 0) {
+        s_redrive_poll(self);
     }
     for (int i = 0; i < self->nsubs;) {
         dsub_t *s = self->subs[i];

@@ -20,6 +20,9 @@
  * Redrive: a dead letter whose redriven_at is set (eminectl subs redrive) is sent once more,
  * out of band of the in-order stream and after visibility and filters are checked again;
  * delivered, its row is deleted; failed, redriven_at is cleared and attempts/last_* updated.
+ * A replay (eminectl subs replay) is the same: rows with attempts 0 and redriven_at set, one
+ * per event already behind the cursor; those the subscription may not see or does not select
+ * are dropped.  A subscription's redrives go out one at a time, in seq order.
  * Cursors are persisted every flush_ms and by notify_deliver_flush (at least once: a crash
  * re-sends from the persisted cursor; receivers dedupe on webhook-id).  Subscriptions are
  * re-read every reload_ms.  Redirects are not followed and proxies from the environment are

@@ -92,4 +92,27 @@ sleep 0.5
 em_eq "cursors persisted at the head" \
     "$(em_psql "select count(*) from subscription_cursors where seq = $total")" 4
 em_eq "no dead letters" "$(em_psql 'select count(*) from delivery_dead_letters')" 0
+
+# Replay by entity: the Duddar project's events again, to the department and to the portal;
+# visibility still applies (the portal gets the public ones only), in seq order.
+sub_id() { grep -o '"id": *"sub_[0-9a-f]*"' "$T/sub-$1.json" | grep -o 'sub_[0-9a-f]*'; }
+lines_before=$(wc -l <"$T/rx.jsonl")
+duddar="projectid = 'duddar' or envelope->'data'->>'projectId' = 'duddar'"
+n_ba=$(em_psql "select count(*) from events where ($duddar) and (${WANT[ba]})")
+n_portal=$(em_psql "select count(*) from events where ($duddar) and (${WANT[portal]})")
+em_eq "eminectl subs replay --project duddar (department)" \
+    "$("$CTL" subs replay "$(sub_id ba)" --project duddar)" \
+    "$(em_psql "select count(*) from events where $duddar") event(s) queued for replay to $(sub_id ba)"
+"$CTL" subs replay "$(sub_id portal)" --project duddar >/dev/null
+replayed() { tail -n +"$((lines_before + 1))" "$T/rx.jsonl" | grep -c "\"path\":\"/$1\""; }
+deadline=$((SECONDS + 60))
+while { [ "$(replayed ba)" -lt "$n_ba" ] || [ "$(replayed portal)" -lt "$n_portal" ]; } &&
+    ((SECONDS < deadline)); do sleep 0.2; done
+sleep 0.5
+em_eq "the department got its $n_ba Duddar events again" "$(replayed ba)" "$n_ba"
+em_eq "the portal got the $n_portal public Duddar event(s) again" "$(replayed portal)" "$n_portal"
+em_eq "replays in seq order" "$(tail -n +"$((lines_before + 1))" "$T/rx.jsonl" | node -e '
+const l = require("fs").readFileSync(0, "utf8").split("\n").filter(Boolean).map(JSON.parse).filter((r) => r.path === "/ba");
+console.log(l.every((r, i) => i === 0 || r.seq > l[i - 1].seq) && l.every((r) => r.ok))')" true
+em_eq "replay requests all consumed" "$(em_psql 'select count(*) from delivery_dead_letters')" 0
 em_done

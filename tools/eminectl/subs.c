@@ -13,6 +13,9 @@
  *   eminectl subs delete ID
  *   eminectl subs dead-letters [--sub ID]        deliveries given up (not yet redriven)
  *   eminectl subs redrive ID [--seq N]           ask notify to send them again
+ *   eminectl subs replay ID [--from-seq A] [--to-seq B] [--since T] [--until T]
+ *                           [--project P] [--licence L]
+ *                           send again events already behind the cursor (at least one bound)
  * Every command takes --dsn DSN (default $EMINE_PG_DSN, else the local stack's). */
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -41,6 +44,8 @@ static int s_usage(void)
             "  delete ID                     delete a subscription\n"
             "  dead-letters [--sub ID]       deliveries given up after the retry schedule\n"
             "  redrive ID [--seq N]          have notify send a subscription's dead letters again\n"
+            "  replay ID [--from-seq A] [--to-seq B] [--since TIME] [--until TIME]\n"
+            "         [--project P] [--licence L]   send past events again (visibility applies)\n"
             "  DSN defaults to $EMINE_PG_DSN, else \"" SUBS_DEFAULT_DSN "\"\n");
     return 2;
 }
@@ -180,6 +185,51 @@ static int s_query_print(PGconn *c, const char *sql, int n, const char *const *p
     return 0;
 }
 
+/* Queues events already behind the subscription's cursor for a second delivery (the redrive
+ * lane of notify: one at a time, in seq order, visibility checked again). */
+static int s_replay(PGconn *c, int argc, char **argv)
+{
+    const char *id = NULL, *v[6] = {NULL, NULL, NULL, NULL, NULL, NULL};
+    static const char *opts[6] = {"--from-seq", "--to-seq", "--since", "--until", "--project",
+                                  "--licence"};
+    for (int i = 0; i < argc; i++) {
+        int k = 0;
+        while (k < 6 && strcmp(argv[i], opts[k]) != 0)
+            k++;
+        if (k < 6 && i + 1 < argc)
+            v[k] = argv[++i];
+        else if (argv[i][0] != '-' && !id)
+            id = argv[i];
+        else
+            return s_usage();
+    }
+    if (!id || (!v[0] && !v[1] && !v[2] && !v[3] && !v[4] && !v[5]))
+        return s_usage();
+    const char *p[7] = {id, v[0], v[1], v[2], v[3], v[4], v[5]};
+    PGresult *r = s_exec(
+        c,
+        "INSERT INTO delivery_dead_letters (subscription_id, seq, attempts, last_error,"
+        " redriven_at)"
+        " SELECT $1, e.seq, 0, 'replay requested', now() FROM events e"
+        " WHERE EXISTS (SELECT 1 FROM subscriptions WHERE id = $1)"
+        " AND e.seq <= COALESCE((SELECT seq FROM subscription_cursors"
+        "  WHERE subscription_id = $1), 0)"
+        " AND ($2::bigint IS NULL OR e.seq >= $2::bigint)"
+        " AND ($3::bigint IS NULL OR e.seq <= $3::bigint)"
+        " AND ($4::timestamptz IS NULL OR e.time >= $4::timestamptz)"
+        " AND ($5::timestamptz IS NULL OR e.time < $5::timestamptz)"
+        " AND ($6::text IS NULL OR e.projectid = $6 OR e.envelope->'data'->>'projectId' = $6)"
+        " AND ($7::text IS NULL OR e.envelope->'data'->>'licenceId' = $7 OR e.subject = $7)"
+        " ON CONFLICT (subscription_id, seq) DO UPDATE SET redriven_at = now()"
+        " RETURNING seq",
+        7, p);
+    if (!r)
+        return 1;
+    printf("%d event(s) queued for replay to %s\n", PQntuples(r), id);
+    PQclear(r);
+    return 0;
+}
+
 int cmd_subs(int argc, char **argv)
 {
     const char *dsn = NULL;
@@ -205,7 +255,8 @@ int cmd_subs(int argc, char **argv)
     int n = nrest - 1;
     char **args = rest + 1;
     static const char *known[] = {"org-create", "orgs", "key-create", "keys", "key-revoke",
-                                  "list", "show", "delete", "dead-letters", "redrive", NULL};
+                                  "list", "show", "delete", "dead-letters", "redrive", "replay",
+                                  NULL};
     int ok = 0;
     for (int i = 0; known[i]; i++)
         ok |= strcmp(cmd, known[i]) == 0;
@@ -319,6 +370,8 @@ int cmd_subs(int argc, char **argv)
         if (r)
             printf("%d dead letter(s) of %s queued for redrive\n", PQntuples(r), args[0]);
         PQclear(r);
+    } else if (strcmp(cmd, "replay") == 0) {
+        rc = s_replay(c, n, args);
     } else { /* delete */
         const char *p[1] = {n == 1 ? args[0] : NULL};
         PGresult *r = n != 1 ? NULL
