@@ -58,6 +58,7 @@ typedef struct dsub {
     em_filter_t *filter;
     em_webhook_t *wh;
     char *sink;
+    char *endpoint;       /* scheme://host:port of the sink: its circuit breaker */
     struct curl_slist *extra; /* protocolsettings.headers as "Name: value" */
 
     int64_t cursor;       /* every event <= cursor is done for this subscription */
@@ -87,6 +88,17 @@ typedef struct {
 
 #define REDRIVE_MAX 16
 
+/* A circuit breaker per endpoint: `failures` consecutive failed attempts (transport errors,
+ * 5xx, 429) across every subscription to the endpoint open it for open_ms, during which no
+ * request is sent to it (and no subscription's retry schedule is spent); then one probe is
+ * let through: success closes it, failure opens it again. */
+typedef struct {
+    char *endpoint;
+    int failures;
+    int64_t open_until; /* monotonic ms; 0 when closed */
+    bool probing;       /* half-open: the probe is in flight */
+} breaker_t;
+
 typedef struct {
     curl_socket_t fd;
     int what; /* CURL_POLL_IN / OUT / INOUT */
@@ -107,13 +119,15 @@ struct notify_deliver {
     int nsocks;
     dsub_t **subs;
     int nsubs, capsubs;
+    breaker_t *breakers;
+    int nbreakers, capbreakers;
     redrive_t *redrives[REDRIVE_MAX]; /* in flight */
     int nredrives;
     bool redrive_more;    /* the last poll found work: poll again once these are done */
     int inflight;
     int64_t next_reload, next_flush;
     bool loaded;
-    em_metric_t *m_ok, *m_fail, *m_dead, *m_refused, *m_disabled, *m_redriven;
+    em_metric_t *m_ok, *m_fail, *m_dead, *m_refused, *m_disabled, *m_redriven, *m_opened;
 };
 
 /* ---------------------------------------------------------------------------------------- */
@@ -212,7 +226,8 @@ static void s_def_free(dsub_t *s)
     free(s->org_id);
     free(s->province);
     free(s->sink);
-    s->updated = s->org_id = s->province = s->sink = NULL;
+    free(s->endpoint);
+    s->updated = s->org_id = s->province = s->sink = s->endpoint = NULL;
     s_strv_free(&s->parties);
     s_strv_free(&s->sources);
     s_strv_free(&s->types);
@@ -268,6 +283,31 @@ static const char s_subs_sql[] =
     " LEFT JOIN subscription_cursors c ON c.subscription_id = s.id"
     " WHERE s.status = 'active' ORDER BY s.id";
 
+/* "scheme://host:port" of a URL (malloc'd), or a copy of the URL when it cannot be parsed. */
+static char *s_endpoint_of(const char *url)
+{
+    CURLU *u = url ? curl_url() : NULL;
+    char *scheme = NULL, *host = NULL, *port = NULL, *out = NULL;
+    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+        size_t n = strlen(scheme) + strlen(host) + strlen(port) + 5;
+        out = malloc(n);
+        if (out) {
+            snprintf(out, n, "%s://%s:%s", scheme, host, port);
+            for (char *c = out; *c; c++)
+                if (*c >= 'A' && *c <= 'Z')
+                    *c = (char)(*c - 'A' + 'a');
+        }
+    }
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+    return out ? out : strdup(url ? url : "");
+}
+
 /* Loads the definition of row i into s.  Returns 0, or -1 (logged; the subscription is
  * skipped). */
 static int s_def_load(dsub_t *s, PGresult *r, int i)
@@ -280,6 +320,7 @@ static int s_def_load(dsub_t *s, PGresult *r, int i)
     s->sink = strdup(PQgetvalue(r, i, C_SINK));
     if (!PQgetisnull(r, i, C_PROVINCE))
         s->province = strdup(PQgetvalue(r, i, C_PROVINCE));
+    s->endpoint = s_endpoint_of(s->sink);
     if (!s->updated || !s->org_id || !s->sink ||
         s_strv_parse(&s->parties, PQgetvalue(r, i, C_PARTIES)) != 0 ||
         s_strv_parse(&s->sources, PQgetvalue(r, i, C_SOURCES)) != 0 ||
@@ -629,6 +670,75 @@ static size_t s_discard_cb(char *buf, size_t size, size_t n, void *userp)
     return size * n;
 }
 
+static breaker_t *s_breaker(notify_deliver_t *self, const char *endpoint)
+{
+    for (int i = 0; i < self->nbreakers; i++)
+        if (strcmp(self->breakers[i].endpoint, endpoint) == 0)
+            return &self->breakers[i];
+    if (self->nbreakers == self->capbreakers) {
+        int cap = self->capbreakers ? self->capbreakers * 2 : 16;
+        breaker_t *n = realloc(self->breakers, (size_t)cap * sizeof *n);
+        if (!n)
+            return NULL;
+        self->breakers = n;
+        self->capbreakers = cap;
+    }
+    breaker_t *b = &self->breakers[self->nbreakers];
+    memset(b, 0, sizeof *b);
+    b->endpoint = strdup(endpoint);
+    if (!b->endpoint)
+        return NULL;
+    self->nbreakers++;
+    return b;
+}
+
+/* true when a request may go to s's endpoint now (taking the half-open probe if it is due);
+ * else sets s->next_attempt to when to look again. */
+static bool s_breaker_allows(notify_deliver_t *self, dsub_t *s, int64_t now)
+{
+    if (self->cfg.breaker_failures <= 0)
+        return true;
+    breaker_t *b = s_breaker(self, s->endpoint);
+    if (!b || b->open_until == 0)
+        return true;
+    if (now < b->open_until) {
+        s->next_attempt = b->open_until;
+        return false;
+    }
+    if (b->probing) {
+        s->next_attempt = now + 50;
+        return false;
+    }
+    b->probing = true;
+    return true;
+}
+
+/* Records the outcome of a request to endpoint: healthy (it answered, even 4xx) or failed. */
+static void s_breaker_result(notify_deliver_t *self, const char *endpoint, bool healthy)
+{
+    if (self->cfg.breaker_failures <= 0 || !endpoint)
+        return;
+    breaker_t *b = s_breaker(self, endpoint);
+    if (!b)
+        return;
+    bool was_probe = b->probing;
+    b->probing = false;
+    if (healthy) {
+        if (b->open_until)
+            EM_LOG_INFO(MOD, "endpoint %s answers again: circuit closed", endpoint);
+        b->failures = 0;
+        b->open_until = 0;
+        return;
+    }
+    b->failures++;
+    if (was_probe || (b->open_until == 0 && b->failures >= self->cfg.breaker_failures)) {
+        b->open_until = em_mono_ms() + self->cfg.breaker_open_ms;
+        em_metric_add(self->m_opened, 1);
+        EM_LOG_WARN(MOD, "endpoint %s failed %d time(s) in a row: circuit open for %d ms",
+                    endpoint, b->failures, self->cfg.breaker_open_ms);
+    }
+}
+
 /* Starts the signed POST of event seq (body: its archived text, which must outlive the
  * transfer) to s's sink as transfer x.  Returns 0, or -1 (could not start: retried later). */
 static int s_post(notify_deliver_t *self, dsub_t *s, xfer_t *x, int64_t seq, const char *body,
@@ -778,6 +888,8 @@ static void s_complete(notify_deliver_t *self, dsub_t *s, CURLcode cc)
     curl_easy_cleanup(s->x.easy);
     s->x.easy = NULL;
     self->inflight--;
+    if (!s->x.refused)
+        s_breaker_result(self, s->endpoint, cc == CURLE_OK && status != 429 && status < 500);
     if (s->gone)
         return; /* deleted meanwhile: the sweep frees it */
     s->attempts++;
@@ -849,6 +961,9 @@ static void s_redrive_complete(notify_deliver_t *self, redrive_t *r, CURLcode cc
         if (self->redrives[i] == r)
             self->redrives[i] = self->redrives[--self->nredrives];
     bool ok = cc == CURLE_OK && status >= 200 && status < 300;
+    dsub_t *s = s_find(self, r->sub_id);
+    if (s && !r->x.refused)
+        s_breaker_result(self, s->endpoint, cc == CURLE_OK && status != 429 && status < 500);
     char id[32], st[16], err[256];
     snprintf(id, sizeof id, "%" PRId64, r->dl_id);
     snprintf(st, sizeof st, "%ld", status);
@@ -901,8 +1016,13 @@ static void s_redrive_poll(notify_deliver_t *self)
     }
     for (int i = 0; i < PQntuples(r) && self->inflight < self->cfg.max_inflight; i++) {
         dsub_t *s = s_find(self, PQgetvalue(r, i, 1));
-        if (!s || s->gone)
-            continue; /* disabled or not active: stays requested */
+        if (!s || s->gone || s->x.easy)
+            continue; /* disabled, not active or busy: stays requested */
+        if (self->cfg.breaker_failures > 0) {
+            breaker_t *b = s_breaker(self, s->endpoint);
+            if (b && b->open_until)
+                continue; /* open or probing: the in-order stream probes it */
+        }
         redrive_t *rd = calloc(1, sizeof *rd);
         if (!rd)
             break;
@@ -979,8 +1099,9 @@ static void s_advance(notify_deliver_t *self, dsub_t *s, int64_t head)
 {
     for (int skipped = 0; skipped < SKIP_MAX;) {
         if (s->attempts > 0) { /* a retry of the current event */
-            if (self->inflight >= self->cfg.max_inflight || s_start(self, s) != 0)
-                return;
+            if (self->inflight < self->cfg.max_inflight &&
+                s_breaker_allows(self, s, em_mono_ms()))
+                (void)s_start(self, s);
             return;
         }
         if (!s->page || s->page_i >= PQntuples(s->page)) {
@@ -1020,7 +1141,7 @@ static void s_advance(notify_deliver_t *self, dsub_t *s, int64_t head)
             skipped++;
             continue;
         }
-        if (self->inflight >= self->cfg.max_inflight)
+        if (self->inflight >= self->cfg.max_inflight || !s_breaker_allows(self, s, em_mono_ms()))
             return;
         if (s_start(self, s) != 0)
             s->next_attempt = em_mono_ms() + PG_RETRY_MS;
@@ -1087,6 +1208,8 @@ notify_deliver_t *notify_deliver_new(const char *dsn, const notify_deliver_cfg_t
                                               "subscriptions disabled by a 410 answer");
         self->m_redriven = em_metrics_counter(metrics, "webhook_redriven_total", NULL,
                                               "dead letters delivered by a redrive");
+        self->m_opened = em_metrics_counter(metrics, "webhook_circuit_opened_total", NULL,
+                                            "times an endpoint's circuit breaker opened");
     }
     return self;
 fail:
@@ -1112,6 +1235,9 @@ void notify_deliver_destroy(notify_deliver_t **self_p)
         s_sub_free(s);
     }
     free(self->subs);
+    for (int i = 0; i < self->nbreakers; i++)
+        free(self->breakers[i].endpoint);
+    free(self->breakers);
     for (int i = 0; i < self->nredrives; i++) {
         curl_multi_remove_handle(self->multi, self->redrives[i]->x.easy);
         curl_easy_cleanup(self->redrives[i]->x.easy);

@@ -14,6 +14,10 @@
  *   other / error  retried after retry_ms[attempt] (±20 % jitter; at least Retry-After when
  *                  the sink sent one); when the schedule is exhausted the event is written to
  *                  delivery_dead_letters and the cursor moves on.
+ *   open circuit   after breaker_failures consecutive failed attempts (transport errors, 5xx,
+ *                  429) to one endpoint (scheme://host:port), nothing is sent to it for
+ *                  breaker_open_ms; then one probe: success closes, failure re-opens.  Waiting
+ *                  on an open circuit spends no attempt of the retry schedule.
  *   refused sink   a sink that resolves to a loopback, private, link-local, CGNAT, multicast
  *                  or reserved address is not connected to unless allow_private; the event is
  *                  dead-lettered at once (no retries).
@@ -46,6 +50,8 @@ typedef struct {
     int reload_ms;        /* re-read subscriptions this often */
     int flush_ms;         /* persist moved cursors this often */
     int batch;            /* events read per page for one subscription */
+    int breaker_failures; /* consecutive failures that open an endpoint's circuit (0: off) */
+    int breaker_open_ms;  /* how long it stays open before one probe */
 } notify_deliver_cfg_t;
 
 typedef struct notify_deliver notify_deliver_t;

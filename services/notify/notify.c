@@ -56,6 +56,8 @@ typedef struct {
     char *webhook_retry_ms;     /* [notify] webhook_retry_ms: comma-separated delays */
     int webhook_max_inflight;   /* [notify] webhook_max_inflight */
     int subs_reload_ms;         /* [notify] subs_reload_ms */
+    int webhook_breaker_failures; /* [notify] webhook_breaker_failures */
+    int webhook_breaker_open_ms;  /* [notify] webhook_breaker_open_ms */
 } notify_cfg_t;
 
 static const em_config_entry_t s_config[] = {
@@ -90,6 +92,12 @@ static const em_config_entry_t s_config[] = {
      offsetof(notify_cfg_t, webhook_max_inflight), "webhook requests in flight at once"},
     {EM_CFG_INT, "notify", "subs_reload_ms", "1000", offsetof(notify_cfg_t, subs_reload_ms),
      "re-read the subscriptions this often"},
+    {EM_CFG_INT, "notify", "webhook_breaker_failures", "5",
+     offsetof(notify_cfg_t, webhook_breaker_failures),
+     "consecutive failures that open an endpoint's circuit breaker (0 disables it)"},
+    {EM_CFG_INT, "notify", "webhook_breaker_open_ms", "30000",
+     offsetof(notify_cfg_t, webhook_breaker_open_ms),
+     "how long an open circuit sends nothing before one probe"},
     {0},
 };
 
@@ -892,6 +900,8 @@ static int s_load_config(const char *path, notify_cfg_t *cfg)
         bad = "webhook_max_inflight must be between 1 and 256";
     else if (cfg->subs_reload_ms < 1)
         bad = "subs_reload_ms must be >= 1";
+    else if (cfg->webhook_breaker_failures < 0 || cfg->webhook_breaker_open_ms < 1)
+        bad = "webhook_breaker_failures must be >= 0 and webhook_breaker_open_ms >= 1";
     if (bad) {
         fprintf(stderr, "emine-notify: [notify] %s\n", bad);
         em_config_release(s_config, cfg);
@@ -991,7 +1001,8 @@ notify_t *notify_new(const char *config_path)
     notify_deliver_cfg_t dcfg = {self->cfg.webhook_allow_private, self->cfg.webhook_timeout_ms,
                                  self->cfg.webhook_retry_ms, self->cfg.webhook_max_inflight,
                                  self->cfg.subs_reload_ms, self->cfg.cursor_flush_ms,
-                                 self->cfg.batch};
+                                 self->cfg.batch, self->cfg.webhook_breaker_failures,
+                                 self->cfg.webhook_breaker_open_ms};
     self->deliver =
         notify_deliver_new(self->cfg.shared.pg_dsn, &dcfg, self->metrics, err, sizeof err);
     if (!self->deliver) {

@@ -241,6 +241,8 @@ static int s_setup(void **state)
     s_rx.http = keep;
     setenv("EMINE_NOTIFY_WEBHOOK_ALLOW_PRIVATE", "true", 1);
     setenv("EMINE_NOTIFY_WEBHOOK_RETRY_MS", "30,30", 1);
+    unsetenv("EMINE_NOTIFY_WEBHOOK_BREAKER_FAILURES");
+    unsetenv("EMINE_NOTIFY_WEBHOOK_BREAKER_OPEN_MS");
     return 0;
 }
 
@@ -443,6 +445,30 @@ static void test_dead_letter_redrive(void **state)
     notify_destroy(&n);
 }
 
+/* Consecutive failures of one endpoint (across subscriptions) open its circuit: nothing is
+ * sent for open_ms, then one probe; its success lets everything through, no attempt spent. */
+static void test_circuit_breaker(void **state)
+{
+    (void)state;
+    setenv("EMINE_NOTIFY_WEBHOOK_BREAKER_FAILURES", "3", 1);
+    setenv("EMINE_NOTIFY_WEBHOOK_BREAKER_OPEN_MS", "600", 1);
+    setenv("EMINE_NOTIFY_WEBHOOK_RETRY_MS", "20,20,20,20", 1);
+    s_event(1, "/pk/x", "public", "PK-BA", "{}");
+    s_rx.answers[0] = s_rx.answers[1] = s_rx.answers[2] = 500;
+    s_subscribe("s1", "portal", "[]", 0);
+    s_subscribe("s2", "portal", "[]", 0);
+    notify_t *n = notify_new(NULL);
+    assert_non_null(n);
+    PUMP_UNTIL(n, s_rx.n >= 5, 10000);
+    s_pump(n, 200);
+    assert_int_equal(s_rx.n, 5); /* 3 failures, the probe, the other subscription */
+    assert_true(s_rx.at_ms[3] - s_rx.at_ms[2] >= 550);
+    assert_true(s_rx.at_ms[2] - s_rx.at_ms[0] < 500);
+    s_assert_sql("SELECT count(*) FROM delivery_dead_letters", "0");
+    s_assert_sql("SELECT string_agg(seq::text, ',') FROM subscription_cursors", "1,1");
+    notify_destroy(&n);
+}
+
 /* Two notify processes share the subscriptions (no event delivered twice); when one goes,
  * the other takes its share over from the persisted cursors. */
 static void test_shared_between_processes(void **state)
@@ -547,6 +573,7 @@ int main(void)
         cmocka_unit_test_setup(test_dead_letter_redrive, s_setup),
         cmocka_unit_test_setup(test_resume_after_restart, s_setup),
         cmocka_unit_test_setup(test_shared_between_processes, s_setup),
+        cmocka_unit_test_setup(test_circuit_breaker, s_setup),
     };
     return cmocka_run_group_tests(tests, s_group_setup, s_group_teardown);
 }
