@@ -24,6 +24,7 @@ libpcre2-dev         regular expressions for JSON Schema pattern keywords
 postgresql           PostgreSQL server binaries (initdb, pg_ctl, psql) for ./var and the tests
 redis-server         redis-server and redis-cli for ./var and the tests
 valgrind             make memcheck
+prometheus           promtool: the tests check every service's /metrics with it (the server is never started)
 curl                 readiness polling and HTTP calls in scripts and tests
 ca-certificates      TLS trust roots for HTTPS webhook endpoints
 procps               ps, pgrep, kill in scripts
@@ -93,7 +94,7 @@ $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-reco
 
 # If a package started its system service anyway (a pre-existing policy allowing it), stop
 # and disable the services of the packages installed now.
-for svc in postgresql redis-server; do
+for svc in postgresql redis-server prometheus; do
     case " $missing " in *" $svc "*) ;; *) continue ;; esac
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
         $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
