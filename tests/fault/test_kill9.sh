@@ -10,7 +10,6 @@ em_start_all || { em_done; exit 1; }
 CTL="$EM_BUILD/bin/eminectl"
 T=$EM_TMP
 N=${EM_FAULT_EVENTS:-3000}
-jqget() { node -e 'const l=require("fs").readFileSync(0,"utf8").trim().split("\n").filter(Boolean).map(JSON.parse);const f=new Function("l","return ("+process.argv[1]+")");const r=f(l);console.log(typeof r==="string"?r:JSON.stringify(r))' "$1"; }
 
 tests/fixtures/gen_events.sh "$N" fault >"$T/events.ndjson"
 
@@ -46,19 +45,19 @@ rc=$?
 em_log "$(cat "$T/publish.err")"
 em_eq "the producer got an answer for every event (publish exit 0)" "$rc" 0
 em_eq "every event acknowledged accepted or duplicate" \
-    "$(jqget 'l.filter(x=>x.status==="accepted"||x.status==="duplicate").length' <"$T/results.jsonl")" "$N"
+    "$(em_js 'l.filter(x=>x.status==="accepted"||x.status==="duplicate").length' <"$T/results.jsonl")" "$N"
 em_eq "every event is archived" "$(em_psql "select count(*) from events where id like 'fault-%'")" "$N"
 em_eq "exactly once: no (source,id) twice" "$(em_psql "select count(distinct (source,id)) from events")" "$N"
 em_eq "seqs have no hole" "$(em_psql 'select max(seq) - count(*) from events')" 0
 em_eq "each acknowledged seq is that event's archived seq" \
-    "$(jqget 'l.map(x=>x.id+":"+x.seq).sort().join(",")' <"$T/results.jsonl" | md5sum)" \
+    "$(em_js 'l.map(x=>x.id+":"+x.seq).sort().join(",")' <"$T/results.jsonl" | md5sum)" \
     "$(em_psql "select string_agg(id||':'||seq, ',' order by (id||':'||seq) collate \"C\") from events" | md5sum)"
 em_eq "no conflict or store error was dead-lettered" "$(em_psql "select count(*) from rejected_events")" 0
 em_check "the hash chain verifies" "$CTL" verify
 
 # The stream after all of that: every event once, in order.
 timeout 60 "$CTL" tail --from 0 --count "$N" >"$T/tail.jsonl"
-em_eq "the stream delivers every committed event in seq order" "$(jqget "l.length===$N && l.every((x,i)=>x.seq===i+1)" <"$T/tail.jsonl")" true
+em_eq "the stream delivers every committed event in seq order" "$(em_js "l.length===$N && l.every((x,i)=>x.seq===i+1)" <"$T/tail.jsonl")" true
 
 # SIGTERM: each service drains and exits 0; archive's last batch is committed first.
 tests/fixtures/gen_events.sh 500 term >"$T/term.ndjson"
@@ -70,10 +69,10 @@ for s in ingest validate archive notify; do
     em_eq "$s exits 0 on SIGTERM" "$EM_EXIT" 0
 done
 wait "$pub"
-acked=$(jqget 'l.filter(x=>x.status==="accepted"||x.status==="duplicate").map(x=>"\x27"+x.id+"\x27").join(",")' <"$T/term.jsonl")
+acked=$(em_js 'l.filter(x=>x.status==="accepted"||x.status==="duplicate").map(x=>"\x27"+x.id+"\x27").join(",")' <"$T/term.jsonl")
 if [ -n "$acked" ]; then
     em_eq "every event acknowledged before the stop is archived" \
-        "$(em_psql "select count(*) from events where id in ($acked)")" "$(jqget 'l.filter(x=>x.status==="accepted"||x.status==="duplicate").length' <"$T/term.jsonl")"
+        "$(em_psql "select count(*) from events where id in ($acked)")" "$(em_js 'l.filter(x=>x.status==="accepted"||x.status==="duplicate").length' <"$T/term.jsonl")"
 else
     em_fail "some events were acknowledged before the stop"
 fi

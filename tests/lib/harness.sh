@@ -372,6 +372,13 @@ em_done() {
     ((EM_FAILN == 0))
 }
 
+# em_js EXPR < FILE.jsonl: evaluates the JavaScript expression EXPR with `l` bound to the
+# array of JSON lines read from stdin (Node.js); prints a string as it is, anything else as
+# JSON.  E.g. em_js 'l.filter(x=>x.status==="accepted").length' <results.jsonl
+em_js() {
+    node -e 'const l=require("fs").readFileSync(0,"utf8").trim().split("\n").filter(Boolean).map(JSON.parse);const f=new Function("l","return ("+process.argv[1]+")");const r=f(l);console.log(typeof r==="string"?r:JSON.stringify(r))' "$1"
+}
+
 # em_at_exit CMD...: run CMD (as one string, eval'd) when the script exits, before the
 # services and servers are stopped.
 em_at_exit() { EM_AT_EXIT+=("$*"); }
