@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "catalogue.h"
 #include "em.h"
 
 #define VALIDATE_MAX_WORKERS 64
@@ -24,6 +25,8 @@ typedef struct {
     int hwm;        /* ZeroMQ high-water mark of each socket */
     int max_depth;  /* nesting limit, the same as ingest's */
     int drain_ms;   /* how long a worker keeps draining after SIGTERM */
+    char *schemas;  /* the catalogue folder */
+    char *unknown_types; /* reject | accept */
 } validate_cfg_t;
 
 static const em_config_entry_t s_config[] = {
@@ -38,6 +41,10 @@ static const em_config_entry_t s_config[] = {
      "maximum nesting depth of an event"},
     {EM_CFG_INT, "validate", "drain_ms", "2000", offsetof(validate_cfg_t, drain_ms),
      "after SIGTERM, how long to keep passing on what is already queued"},
+    {EM_CFG_STR, "validate", "schemas", "config/schemas", offsetof(validate_cfg_t, schemas),
+     "the event catalogue: <type>/<N>.json per type and version, defs.json (reloaded on SIGHUP)"},
+    {EM_CFG_STR, "validate", "unknown_types", "reject", offsetof(validate_cfg_t, unknown_types),
+     "an event whose type is not in the catalogue: reject (at /type) or accept unchecked"},
     {EM_CFG_END, NULL, NULL, NULL, 0, NULL},
 };
 
@@ -59,7 +66,11 @@ struct validate {
     void *ctx;
     em_http_t *http;
     em_metrics_t *metrics;
-    em_metric_t *m_ok, *m_rejected, *m_malformed, *m_workers;
+    em_metric_t *m_ok, *m_rejected, *m_malformed, *m_workers, *m_reloads, *m_reload_fail;
+    bool accept_unknown;
+    pthread_mutex_t cat_mu; /* guards cat (the pointer, not the catalogue: that is immutable) */
+    bool cat_mu_init;
+    vcat_t *cat;            /* the catalogue in force; workers take a reference per event */
     int nworkers;
     validate_worker_t workers[VALIDATE_MAX_WORKERS];
 };
@@ -68,8 +79,15 @@ static const char *s_attrs[] = {"type", "subject", "time", "visibility", "projec
 
 json_t *validate_event(const json_t *hdr, const char *raw, size_t len, int max_depth)
 {
+    return validate_event_cat(NULL, false, hdr, raw, len, max_depth);
+}
+
+json_t *validate_event_cat(const struct vcat *cat, bool accept_unknown, const json_t *hdr,
+                           const char *raw, size_t len, int max_depth)
+{
     json_t *out = json_is_object(hdr) ? json_deep_copy(hdr) : json_object();
     json_t *errors = NULL;
+    json_t *notes = json_array();
     json_t *event = em_json_parse(raw, len, max_depth, &errors);
 
     if (event) {
@@ -78,6 +96,8 @@ json_t *validate_event(const json_t *hdr, const char *raw, size_t len, int max_d
             em_errors_add(errors, "", "type", "a CloudEvent must be a JSON object");
         else
             em_event_check(event, errors);
+        if (cat && json_is_object(event))
+            vcat_check(cat, event, accept_unknown, errors, notes);
         for (size_t i = 0; json_is_object(event) && i < sizeof s_attrs / sizeof *s_attrs; i++) {
             const char *v = em_event_str(event, s_attrs[i]);
             if (v)
@@ -91,6 +111,11 @@ json_t *validate_event(const json_t *hdr, const char *raw, size_t len, int max_d
         json_object_set_new(out, "verdict", json_string("ok"));
         json_object_del(out, "errors");
     }
+    if (json_array_size(notes) > 0)
+        json_object_set(out, "notes", notes);
+    else
+        json_object_del(out, "notes");
+    json_decref(notes);
     json_decref(errors);
     json_decref(event);
     return out;
@@ -117,7 +142,12 @@ static void s_worker_handle(validate_worker_t *w)
         em_msg_close(&msg);
         return;
     }
-    json_t *verdict = validate_event(hdr, raw, rlen, self->cfg.max_depth);
+    pthread_mutex_lock(&self->cat_mu);
+    vcat_t *cat = vcat_ref(self->cat);
+    pthread_mutex_unlock(&self->cat_mu);
+    json_t *verdict =
+        validate_event_cat(cat, self->accept_unknown, hdr, raw, rlen, self->cfg.max_depth);
+    vcat_unref(&cat);
     const char *v = json_string_value(json_object_get(verdict, "verdict"));
     bool ok = v && strcmp(v, "ok") == 0;
     char *vtext = json_dumps(verdict, JSON_COMPACT);
@@ -241,6 +271,24 @@ validate_t *validate_new(const char *config_path)
         EM_LOG_ERROR("config", "validate.workers must be 1..%d", VALIDATE_MAX_WORKERS);
         goto fail;
     }
+    if (strcmp(self->cfg.unknown_types, "reject") != 0 &&
+        strcmp(self->cfg.unknown_types, "accept") != 0) {
+        EM_LOG_ERROR("config", "validate.unknown_types must be reject or accept, not %s",
+                     self->cfg.unknown_types);
+        goto fail;
+    }
+    self->accept_unknown = strcmp(self->cfg.unknown_types, "accept") == 0;
+    pthread_mutex_init(&self->cat_mu, NULL);
+    self->cat_mu_init = true;
+    char *cerr = NULL;
+    self->cat = vcat_load(self->cfg.schemas, &cerr);
+    if (!self->cat) {
+        EM_LOG_ERROR("schemas", "%s", cerr ? cerr : "cannot load the catalogue");
+        free(cerr);
+        goto fail;
+    }
+    EM_LOG_INFO("schemas", "catalogue %s: %zu types, %zu schema versions", self->cfg.schemas,
+                vcat_types(self->cat), vcat_versions(self->cat));
     self->ctx = zmq_ctx_new();
     self->nworkers = self->cfg.workers;
     for (int i = 0; i < self->nworkers; i++) {
@@ -270,6 +318,11 @@ validate_t *validate_new(const char *config_path)
                                            "pipeline messages that were not header + event");
     self->m_workers = em_metrics_gauge(self->metrics, "workers_alive", NULL,
                                        "worker threads running");
+    self->m_reloads = em_metrics_counter(self->metrics, "schema_reloads_total", "result=\"ok\"",
+                                         "SIGHUP reloads of the catalogue, by result");
+    self->m_reload_fail = em_metrics_counter(self->metrics, "schema_reloads_total",
+                                             "result=\"failed\"",
+                                             "SIGHUP reloads of the catalogue, by result");
     self->http = em_http_new(self->cfg.http, 65536, s_handle_http, self, err, sizeof err);
     if (!self->http) {
         EM_LOG_ERROR("http", "%s", err);
@@ -279,6 +332,31 @@ validate_t *validate_new(const char *config_path)
 fail:
     validate_destroy(&self);
     return NULL;
+}
+
+/* SIGHUP: loads the catalogue again; on success the new set replaces the old one for the
+ * next event of every worker (events in progress finish with the set they took), otherwise
+ * the old set stays in force and the failure is logged. */
+static void s_reload(validate_t *self)
+{
+    char *err = NULL;
+    vcat_t *fresh = vcat_load(self->cfg.schemas, &err);
+
+    if (!fresh) {
+        EM_LOG_ERROR("schemas", "reload failed, the previous catalogue stays in force: %s",
+                     err ? err : "cannot load");
+        free(err);
+        em_metric_add(self->m_reload_fail, 1);
+        return;
+    }
+    pthread_mutex_lock(&self->cat_mu);
+    vcat_t *old = self->cat;
+    self->cat = fresh;
+    pthread_mutex_unlock(&self->cat_mu);
+    vcat_unref(&old);
+    em_metric_add(self->m_reloads, 1);
+    EM_LOG_INFO("schemas", "reloaded %s: %zu types, %zu schema versions", self->cfg.schemas,
+                vcat_types(fresh), vcat_versions(fresh));
 }
 
 int validate_run(validate_t *self)
@@ -299,6 +377,8 @@ int validate_run(validate_t *self)
         int rc = zmq_poll(items, 1, t < 0 || t > 200 ? 200 : t);
         if (rc == -1 && errno != EINTR)
             break;
+        if (em_signal_reload_requested())
+            s_reload(self);
         em_http_run(self->http);
     }
     for (int i = 0; i < self->nworkers; i++) {
@@ -322,6 +402,9 @@ void validate_destroy(validate_t **self_p)
         }
         em_http_destroy(&self->http);
         em_metrics_destroy(&self->metrics);
+        vcat_unref(&self->cat);
+        if (self->cat_mu_init)
+            pthread_mutex_destroy(&self->cat_mu);
         if (self->ctx)
             zmq_ctx_term(self->ctx);
         if (self->cfg_loaded)

@@ -3,6 +3,7 @@
 #ifndef VALIDATE_H
 #define VALIDATE_H
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 
 typedef struct validate validate_t;
@@ -19,5 +20,13 @@ int validate_dump_config(const char *config_path, FILE *out);
  * (type, subject, time, visibility, projectid, province).  hdr is the incoming header
  * (borrowed).  Caller owns return value. */
 json_t *validate_event(const json_t *hdr, const char *raw, size_t len, int max_depth);
+
+/* The same, followed by the catalogue check of catalogue.h when cat != NULL (the schema of the
+ * event's type and dataschema, then the domain rules): its errors join "errors"; its notes
+ * (e.g. a discovery notified late) go to "notes" ({"pointer","keyword","message"} each) and do
+ * not reject.  An unknown type is rejected at /type unless accept_unknown. */
+struct vcat;
+json_t *validate_event_cat(const struct vcat *cat, bool accept_unknown, const json_t *hdr,
+                           const char *raw, size_t len, int max_depth);
 
 #endif

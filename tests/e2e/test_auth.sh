@@ -18,8 +18,15 @@ em_eq "the key is 64 hex characters" "$(printf '%s' "$KEY" | grep -cE '^[0-9a-f]
 em_eq "only the key's SHA-256 is stored" "$(em_psql "select key_sha256 = encode(sha256('$KEY'::bytea), 'hex') from producers")" t
 sleep 0.6 # ingest re-reads the table every 200 ms here
 
-ev() { # id source type
-    printf '{"specversion":"1.0","id":"%s","source":"%s","type":"%s","data":{"licenceId":"PK-BA/EL-5"}}' "$1" "$2" "$3"
+ev() { # id source type: an event with complete data for its type (validate checks the catalogue)
+    local data
+    case "$3" in
+    *.licence.granted) data='{"licenceId":"PK-BA/EL-5","licenceType":"EL","holders":[{"party":{"name":"Barrick Gold Corporation","country":"CA","role":"holder"},"sharePct":100}],"minerals":["copper","gold"],"area":{"type":"Polygon","coordinates":[[[62.38,28.92],[62.48,28.92],[62.48,29.02],[62.38,29.02],[62.38,28.92]]]},"areaKm2":99.1,"grantedOn":"2022-12-15","validFrom":"2022-12-15","validTo":"2027-12-14"}' ;;
+    *.licence.renewed) data='{"licenceId":"PK-BA/EL-5","renewalNo":1,"previousValidTo":"2027-12-14","newValidTo":"2030-12-14"}' ;;
+    *.royalty.paid) data='{"licenceId":"PK-BA/EL-5","period":{"start":"2024-07-01","end":"2025-06-30"},"basisQuantity":{"value":1,"unit":"t"},"rate":{"type":"per_tonne","value":1},"amountDue":{"amount":"1.00","currency":"PKR"},"amountPaid":{"amount":"1.00","currency":"PKR"},"paidOn":"2025-07-15","paymentRef":"BA-ROY-1"}' ;;
+    *) data='{"licenceId":"PK-BA/EL-5"}' ;;
+    esac
+    printf '{"specversion":"1.0","id":"%s","source":"%s","type":"%s","data":%s}' "$1" "$2" "$3" "$data"
 }
 post() { # body [key] -> prints code; body in $T/out
     if [ -n "${2:-}" ]; then
