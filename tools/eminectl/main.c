@@ -16,6 +16,7 @@ static const struct {
     {"status", cmd_status, "health of the services and the archive's head"},
     {"producers", cmd_producers, "who may publish which sources and types; their keys"},
     {"subs", cmd_subs, "organisations, their API keys and subscriptions (operators)"},
+    {"dlq", cmd_dlq, "dead letters: list, show, redrive (submit again after a schema fix)"},
 };
 
 const char *ctl_env(const char *name, const char *dflt)
