@@ -71,6 +71,12 @@ test: all
 
 check: test
 
+# The container deployment on a real Docker engine: base images (debootstrap when missing),
+# the image, deploy/compose.yaml and an end-to-end smoke; deploy/k8s and deploy/systemd checks.
+.PHONY: test-containers
+test-containers:
+	@bash tests/containers/test_containers.sh
+
 run: deps all
 	@bash deploy/local/stack.sh run
 
