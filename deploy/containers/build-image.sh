@@ -13,9 +13,9 @@ say() { printf 'build-image: %s\n' "$*"; }
 
 say "building $TAG"
 tar -c Makefile common services tools config deploy/Dockerfile deploy/containers |
-    docker build -q --network host -f deploy/Dockerfile -t "$TAG" - >/dev/null
+    docker build -q --force-rm --network host -f deploy/Dockerfile -t "$TAG" - >/dev/null
 for s in postgres redis; do
     say "building emine-$s:local"
-    docker build -q --network host -t "emine-$s:local" "deploy/containers/$s" >/dev/null
+    docker build -q --force-rm --network host -t "emine-$s:local" "deploy/containers/$s" >/dev/null
 done
 say "done"
