@@ -8,7 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "em.h"
+#include "em_event.h"
+#include "em_json.h"
 #include "em_schema.h"
 #include "rules.h"
 

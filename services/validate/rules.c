@@ -5,7 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "em.h"
+#include "em_event.h"
+#include "em_json.h"
 
 #define DAY_MS (24LL * 3600 * 1000)
 

@@ -1,0 +1,96 @@
+/* bench_catalogue.c - events/s of the catalogue check for one event: the JSON Schema of its type
+ * (em_schema with the catalogue's store, $refs into defs.json) on its data, validate-only (the
+ * event parsed once) and parse+validate (the whole event parsed each time); then the whole
+ * check of validate (schema + domain rules, vcat_check).
+ * Usage: bench_catalogue SCHEMAS_DIR EVENT [SECONDS]. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "em_schema.h"
+#include "../../services/validate/catalogue.h"
+
+static double s_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s SCHEMAS_DIR EVENT [SECONDS]\n", argv[0]);
+        return 2;
+    }
+    double secs = argc > 3 ? atof(argv[3]) : 2.0;
+    json_t *event = json_load_file(argv[2], 0, NULL);
+    char *text = event ? json_dumps(event, JSON_COMPACT) : NULL;
+    const char *type = json_string_value(json_object_get(event, "type"));
+    if (!text || !type || strncmp(type, VCAT_TYPE_PREFIX, strlen(VCAT_TYPE_PREFIX)) != 0) {
+        fprintf(stderr, "cannot load a catalogue event from %s\n", argv[2]);
+        return 1;
+    }
+    char uri[512];
+    snprintf(uri, sizeof uri, VCAT_BASE_URI "%s/1.json", type + strlen(VCAT_TYPE_PREFIX));
+    em_schema_store_t *store = em_schema_store_new();
+    if (em_schema_store_add_dir(store, argv[1], VCAT_BASE_URI, EM_DRAFT_2020_12) < 0) {
+        fprintf(stderr, "cannot load %s\n", argv[1]);
+        return 1;
+    }
+    em_schema_opts_t opts = {EM_DRAFT_2020_12, true, uri};
+    char *err = NULL;
+    em_schema_t *s = em_schema_compile(em_schema_store_get(store, uri), store, &opts, &err);
+    vcat_t *cat = vcat_load(argv[1], &err);
+    if (!s || !cat) {
+        fprintf(stderr, "compile: %s\n", err ? err : "?");
+        return 1;
+    }
+    const json_t *data = json_object_get(event, "data");
+    json_t *errors = json_array();
+    if (em_schema_validate(s, data, NULL) != 1 || vcat_check(cat, event, false, errors, NULL) != 0) {
+        fprintf(stderr, "the event is not valid\n");
+        return 1;
+    }
+    size_t len = strlen(text);
+    long n = 0;
+    double t0 = s_now(), t;
+    do {
+        for (int i = 0; i < 1000; i++)
+            n += em_schema_validate(s, data, NULL);
+        t = s_now() - t0;
+    } while (t < secs);
+    printf("emine validate-only: %.0f events/s\n", (double)n / t);
+    n = 0;
+    t0 = s_now();
+    do {
+        for (int i = 0; i < 1000; i++) {
+            json_t *e = json_loadb(text, len, 0, NULL);
+            n += em_schema_validate(s, json_object_get(e, "data"), NULL);
+            json_decref(e);
+        }
+        t = s_now() - t0;
+    } while (t < secs);
+    printf("emine parse+validate: %.0f events/s\n", (double)n / t);
+    n = 0;
+    t0 = s_now();
+    do {
+        for (int i = 0; i < 1000; i++) {
+            json_t *e = json_loadb(text, len, 0, NULL);
+            json_array_clear(errors);
+            n += vcat_check(cat, e, false, errors, NULL) == 0;
+            json_decref(e);
+        }
+        t = s_now() - t0;
+    } while (t < secs);
+    printf("emine parse+schema+rules: %.0f events/s\n", (double)n / t);
+    json_decref(errors);
+    vcat_unref(&cat);
+    em_schema_destroy(&s);
+    em_schema_store_destroy(&store);
+    json_decref(event);
+    free(text);
+    return 0;
+}
