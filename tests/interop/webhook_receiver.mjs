@@ -4,17 +4,18 @@
 //   node webhook_receiver.mjs PORT SECRET OUT.jsonl [delay_ms]
 //
 // Appends one line per request to OUT.jsonl:
-//   {"path","ok":true,"id":"evt_12","seq":12,"eventId","type","visibility","province"}
+//   {"path","ok":true,"id":"evt_12","seq":12,"eventId","type","visibility","province","t"}
 // or {"path","ok":false,"error":"…"}; answers 204 when the signature verifies, else 400.
 // delay_ms holds each answer that long (to catch notify mid-delivery).  Prints
 // "listening PORT" once ready.
 import http from "node:http";
-import { appendFileSync } from "node:fs";
+import { createWriteStream } from "node:fs";
 import swh from "standardwebhooks";
 
 const [portArg, secret, out, delayArg] = process.argv.slice(2);
 const delay = Number(delayArg || 0);
 const wh = new swh.Webhook(secret);
+const log = createWriteStream(out, { flags: "a" });
 
 const server = http.createServer((req, res) => {
   const chunks = [];
@@ -28,17 +29,17 @@ const server = http.createServer((req, res) => {
       line = {
         path: req.url, ok: true, id, seq: Number(String(id).replace(/^evt_/, "")),
         eventId: ev.id, type: ev.type, visibility: ev.visibility, province: ev.province,
-        source: ev.source,
+        source: ev.source, t: Date.now(),
       };
     } catch (e) {
       line = { path: req.url, ok: false, error: String(e && e.message ? e.message : e) };
     }
     setTimeout(() => {
-      appendFileSync(out, JSON.stringify(line) + "\n");
+      log.write(JSON.stringify(line) + "\n");
       res.writeHead(line.ok ? 204 : 400);
       res.end();
     }, delay);
   });
 });
 server.listen(Number(portArg), "127.0.0.1", () => console.log(`listening ${portArg}`));
-process.on("SIGTERM", () => server.close(() => process.exit(0)));
+process.on("SIGTERM", () => log.end(() => process.exit(0)));
