@@ -341,6 +341,152 @@ static void r_kp_transfer(const json_t *ev, const json_t *data, json_t *errors, 
                       json_string_value(json_object_get(data, "issuedOn")));
 }
 
+static void r_weight_unit(const json_t *ev, const json_t *data, json_t *errors, json_t *notes)
+{
+    (void)ev, (void)notes;
+    const char *hs = json_string_value(json_object_get(data, "hsCode"));
+    const char *unit =
+        json_string_value(json_object_get(json_object_get(data, "netWeight"), "unit"));
+
+    if (!hs || !unit)
+        return;
+    if (strncmp(hs, "26", 2) == 0 && strcmp(unit, "dmt") != 0)
+        em_errors_add(errors, "/data/netWeight/unit", "shipmentWeightUnit",
+                      "ores and concentrates (HS %s) are weighed in dmt, not %s", hs, unit);
+    else if (strncmp(hs, "74", 2) == 0 && strcmp(unit, "t") != 0)
+        em_errors_add(errors, "/data/netWeight/unit", "shipmentWeightUnit",
+                      "metal (HS %s) is weighed in t, not %s", hs, unit);
+}
+
+static void r_hs_expected(const json_t *ev, const json_t *data, json_t *errors, json_t *notes)
+{
+    (void)ev, (void)errors;
+    static const char *expected[] = {"2603", "2607", "2608", "7402", "2701", "2610"};
+    const char *hs = json_string_value(json_object_get(data, "hsCode"));
+
+    if (!hs || strlen(hs) < 4)
+        return;
+    for (size_t i = 0; i < sizeof expected / sizeof *expected; i++)
+        if (strncmp(hs, expected[i], 4) == 0)
+            return;
+    em_errors_add(notes, "/data/hsCode", "hsCodeExpected",
+                  "HS %.4s is not one of the headings expected for mineral exports "
+                  "(2603, 2607, 2608, 7402, 2701, 2610)",
+                  hs);
+}
+
+/* A CNIC (NNNNN-NNNNNNN-N) or a Pakistani phone number (+92 or 03NN, 10 digits after the
+ * country code) somewhere in s. */
+static bool s_personal(const char *s)
+{
+    for (const char *c = s; *c; c++) {
+        int d = 0;
+        const char *q = c;
+        /* CNIC */
+        while (d < 5 && q[d] >= '0' && q[d] <= '9')
+            d++;
+        if (d == 5 && (c == s || c[-1] < '0' || c[-1] > '9') && q[5] == '-') {
+            q += 6;
+            int m = 0;
+            while (m < 7 && q[m] >= '0' && q[m] <= '9')
+                m++;
+            if (m == 7 && q[7] == '-' && q[8] >= '0' && q[8] <= '9')
+                return true;
+        }
+        /* +92 3NN NNNNNNN or 03NN-NNNNNNN (spaces and dashes allowed between digits) */
+        const char *p = NULL;
+        if (strncmp(c, "+92", 3) == 0)
+            p = c + 3;
+        else if (c[0] == '0' && c[1] == '3' && (c == s || c[-1] < '0' || c[-1] > '9'))
+            p = c + 1;
+        if (p) {
+            int n = 0;
+            for (; *p && n < 10; p++) {
+                if (*p >= '0' && *p <= '9')
+                    n++;
+                else if (*p != ' ' && *p != '-')
+                    break;
+            }
+            if (n == 10 && !(*p >= '0' && *p <= '9'))
+                return true;
+        }
+    }
+    return false;
+}
+
+static void s_scan_personal(const json_t *v, char *ptr, size_t cap, json_t *errors)
+{
+    size_t n = strlen(ptr), i;
+    const char *k;
+    json_t *x;
+
+    if (json_is_string(v)) {
+        if (s_personal(json_string_value(v)))
+            em_errors_add(errors, ptr, "noPersonalIdentifiers",
+                          "events never carry CNIC or phone numbers (domain.md 6(b)); use ids");
+    } else if (json_is_object(v)) {
+        json_object_foreach((json_t *)v, k, x)
+        {
+            /* escape per RFC 6901 */
+            size_t w = n;
+            if (w + 1 < cap)
+                ptr[w++] = '/';
+            for (const char *c = k; *c && w + 2 < cap; c++) {
+                if (*c == '~' || *c == '/') {
+                    ptr[w++] = '~';
+                    ptr[w++] = *c == '~' ? '0' : '1';
+                } else {
+                    ptr[w++] = *c;
+                }
+            }
+            ptr[w] = '\0';
+            s_scan_personal(x, ptr, cap, errors);
+            ptr[n] = '\0';
+        }
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, x)
+        {
+            snprintf(ptr + n, cap - n, "/%zu", i);
+            s_scan_personal(x, ptr, cap, errors);
+            ptr[n] = '\0';
+        }
+    }
+}
+
+static void r_personal(const json_t *ev, const json_t *data, json_t *errors, json_t *notes)
+{
+    (void)ev, (void)notes;
+    char ptr[512] = "/data";
+    s_scan_personal(data, ptr, sizeof ptr, errors);
+}
+
+static void r_province_code(const json_t *ev, const json_t *data, json_t *errors, json_t *notes)
+{
+    (void)data, (void)notes;
+    static const char *codes[] = {"PK-BA", "PK-SD", "PK-PB", "PK-KP", "PK-GB", "PK-JK", "PK-IS"};
+    const json_t *p = json_object_get(ev, "province");
+
+    if (!json_is_string(p))
+        return; /* absent, or the envelope's error */
+    for (size_t i = 0; i < sizeof codes / sizeof *codes; i++)
+        if (strcmp(json_string_value(p), codes[i]) == 0)
+            return;
+    em_errors_add(errors, "/province", "provinceCode",
+                  "province is an ISO 3166-2:PK code (PK-BA, PK-SD, PK-PB, PK-KP, PK-GB, PK-JK, "
+                  "PK-IS)");
+}
+
+static void r_project(const json_t *ev, const json_t *data, json_t *errors, json_t *notes)
+{
+    (void)notes;
+    const char *ext = json_string_value(json_object_get(ev, "projectid"));
+    const char *id = json_string_value(json_object_get(data, "projectId"));
+
+    if (ext && id && strcmp(ext, id) != 0)
+        em_errors_add(errors, "/data/projectId", "projectIdMatches",
+                      "data.projectId %s differs from the event's projectid %s", id, ext);
+}
+
 static const vrule_t s_rules[] = {
     {"holdersShareSum", "licence.granted", "the holders' sharePct sum to 100", r_holders},
     {"validToAfterValidFrom", "licence.granted", "validTo is after validFrom", r_valid_to},
@@ -372,6 +518,14 @@ static const vrule_t s_rules[] = {
     {"areaRingClosed", NULL, "every GeoJSON linear ring is closed", r_rings},
     {"kpExplorationTransferAfter2Years", "licence.transferred",
      "KP: no EL transfer within 2 years of issue (when issuedOn is given)", r_kp_transfer},
+    {"shipmentWeightUnit", "shipment.exported",
+     "ores and concentrates (HS 26xx) in dmt, metal (HS 74xx) in t", r_weight_unit},
+    {"hsCodeExpected", "shipment.exported",
+     "an HS heading outside 2603/2607/2608/7402/2701/2610 is noted (not an error)", r_hs_expected},
+    {"noPersonalIdentifiers", NULL, "no CNIC or phone number anywhere in the data",
+     r_personal},
+    {"provinceCode", NULL, "the province extension is an ISO 3166-2:PK code", r_province_code},
+    {"projectIdMatches", NULL, "data.projectId is the event's projectid extension", r_project},
 };
 
 const vrule_t *vrules_table(size_t *count)

@@ -62,6 +62,20 @@ static const rule_case_t s_cases[] = {
     {"kpExplorationTransferAfter2Years", "{\"data\":{\"licenceId\":\"PK-KP/EL-7\",\"issuedOn\":\"2022-01-10\",\"effectiveOn\":\"2024-01-10\"}}", NULL, false},
     {"kpExplorationTransferAfter2Years", "{\"data\":{\"licenceId\":\"PK-KP/EL-7\",\"issuedOn\":\"2022-01-10\",\"effectiveOn\":\"2023-12-31\"}}", "/data/effectiveOn", false},
     {"kpExplorationTransferAfter2Years", "{\"data\":{\"licenceId\":\"PK-BA/EL-7\",\"issuedOn\":\"2022-01-10\",\"effectiveOn\":\"2023-12-31\"}}", NULL, false},
+    {"shipmentWeightUnit", "{\"data\":{\"hsCode\":\"2608\",\"netWeight\":{\"unit\":\"dmt\"}}}", NULL, false},
+    {"shipmentWeightUnit", "{\"data\":{\"hsCode\":\"7402\",\"netWeight\":{\"unit\":\"t\"}}}", NULL, false},
+    {"shipmentWeightUnit", "{\"data\":{\"hsCode\":\"2603.00\",\"netWeight\":{\"unit\":\"t\"}}}", "/data/netWeight/unit", false},
+    {"shipmentWeightUnit", "{\"data\":{\"hsCode\":\"7402\",\"netWeight\":{\"unit\":\"dmt\"}}}", "/data/netWeight/unit", false},
+    {"hsCodeExpected", "{\"data\":{\"hsCode\":\"2701.12\"}}", NULL, false},
+    {"hsCodeExpected", "{\"data\":{\"hsCode\":\"2501\"}}", "/data/hsCode", true},
+    {"noPersonalIdentifiers", "{\"data\":{\"incidentId\":\"INS-BA-2021-0042\",\"n\":\"12345-67\",\"d\":{\"en\":\"call 0300\"}}}", NULL, false},
+    {"noPersonalIdentifiers", "{\"data\":{\"description\":{\"en\":\"Injured: CNIC 35202-1234567-1\"}}}", "/data/description/en", false},
+    {"noPersonalIdentifiers", "{\"data\":{\"parties\":[{},{\"a/b\":\"tel +92 300 1234567\"}]}}", "/data/parties/1/a~1b", false},
+    {"noPersonalIdentifiers", "{\"data\":{\"note\":\"0321-7654321\"}}", "/data/note", false},
+    {"provinceCode", "{\"province\":\"PK-GB\",\"data\":{}}", NULL, false},
+    {"provinceCode", "{\"province\":\"PK-XX\",\"data\":{}}", "/province", false},
+    {"projectIdMatches", "{\"projectid\":\"duddar\",\"data\":{\"projectId\":\"duddar\"}}", NULL, false},
+    {"projectIdMatches", "{\"projectid\":\"saindak\",\"data\":{\"projectId\":\"duddar\"}}", "/data/projectId", false},
 };
 
 static void test_each_case(void **state)
