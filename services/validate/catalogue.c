@@ -67,6 +67,39 @@ static int s_cmp_version(const void *a, const void *b)
     return ((const vcat_version_t *)a)->version - ((const vcat_version_t *)b)->version;
 }
 
+/* Names the first *.json under dir (recursively) that is not JSON, with Jansson's reason. */
+static void s_find_bad_json(const char *dir, char **err)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+
+    if (!d)
+        return;
+    while (!(err && *err) && (de = readdir(d)) != NULL) {
+        char path[1024];
+        struct stat st;
+        size_t n = strlen(de->d_name);
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        if (stat(path, &st) != 0)
+            continue;
+        if (S_ISDIR(st.st_mode)) {
+            s_find_bad_json(path, err);
+        } else if (n > 5 && strcmp(de->d_name + n - 5, ".json") == 0) {
+            json_error_t je;
+            json_t *doc = json_load_file(path, 0, &je);
+            if (!doc) {
+                char why[256];
+                snprintf(why, sizeof why, "line %d column %d: %s", je.line, je.column, je.text);
+                s_err(err, "%s: not JSON, %s", path, why);
+            }
+            json_decref(doc);
+        }
+    }
+    closedir(d);
+}
+
 /* Compiles every "<N>.json" of dir/name into t.  Returns 0 or -1 (with *err). */
 static int s_load_type(vcat_t *cat, const char *dir, const char *name, vcat_type_t *t, char **err)
 {
@@ -141,6 +174,7 @@ vcat_t *vcat_load(const char *dir, char **err)
     if (!cat->store)
         goto fail;
     if (em_schema_store_add_dir(cat->store, dir, VCAT_BASE_URI, EM_DRAFT_2020_12) < 0) {
+        s_find_bad_json(dir, err);
         s_err(err, "%s: a schema file cannot be read or is not JSON%s", dir, NULL);
         goto fail;
     }

@@ -319,6 +319,14 @@ static void test_a_broken_schema_folder_does_not_load(void **state)
     assert_non_null(err);
     assert_non_null(strstr(err, "licence.refused/2.json"));
     free(err);
+    /* a file that is not JSON is named too */
+    snprintf(cmd, sizeof cmd, "printf '{\"$id\":' >%s/licence.refused/2.json", tmpl);
+    assert_int_equal(system(cmd), 0);
+    c = vcat_load(tmpl, &err);
+    assert_null(c);
+    assert_non_null(err);
+    assert_non_null(strstr(err, "licence.refused/2.json: not JSON"));
+    free(err);
     /* a fixed version 2 becomes the latest */
     snprintf(cmd, sizeof cmd,
              "printf '{\"$id\":\"https://schemas.emining.example/licence.refused/2.json\","
