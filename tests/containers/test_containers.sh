@@ -171,6 +171,27 @@ eq "publishing through the standby: every event accepted" "$?" 0
 eq "nothing lost, no hole in seq" "$(psql_q "select count(*), max(seq) - count(*) from events")" "$((N + 50))|0"
 "${DC[@]}" start archive >/dev/null 2>&1 # back as the new standby
 
+# ---- SIGTERM of ingest under load: no acknowledged event lost ----------------------------------
+M=${EM_CTR_LOAD_EVENTS:-5000}
+tests/fixtures/gen_events.sh "$M" ctr3 >"$T/events3.ndjson"
+ctl eminectl publish --inflight 8 --timeout-ms 1500 --deadline-s 120 --results /dev/stdout - \
+    <"$T/events3.ndjson" >"$T/r3.jsonl" 2>"$T/pub3.err" &
+pub=$!
+for _ in $(seq 1 200); do
+    (($(psql_q "select count(*) from events where id like 'ctr3-%'") >= M / 10)) && break
+    sleep 0.05
+done
+"${DC[@]}" stop -t 30 ingest >/dev/null 2>&1
+eq "SIGTERM under load: ingest drains and exits 0" "$(docker inspect -f '{{.State.ExitCode}}' "$(cid ingest)")" 0
+at_stop=$(psql_q "select count(*) from events where id like 'ctr3-%'")
+"${DC[@]}" start ingest >/dev/null 2>&1
+wait "$pub"
+eq "the producer gets an answer for every event across the restart" "$?" 0
+log "ingest stopped after $at_stop of $M events; $(cat "$T/pub3.err")"
+eq "every event acknowledged, archived exactly once" \
+    "$(grep -cE '"status": ?"(accepted|duplicate)"' "$T/r3.jsonl") $(psql_q "select count(*), count(distinct id) from events where id like 'ctr3-%'")" "$M $M|$M"
+check "eminectl verify after the restarts" ctl eminectl verify </dev/null >"$T/verify2.out" 2>&1
+
 # ---- SIGTERM -----------------------------------------------------------------------------------
 sleep 1
 "${DC[@]}" stop >"$T/stop.log" 2>&1
