@@ -114,5 +114,8 @@ em_eq "the portal got the $n_portal public Duddar event(s) again" "$(replayed po
 em_eq "replays in seq order" "$(tail -n +"$((lines_before + 1))" "$T/rx.jsonl" | node -e '
 const l = require("fs").readFileSync(0, "utf8").split("\n").filter(Boolean).map(JSON.parse).filter((r) => r.path === "/ba");
 console.log(l.every((r, i) => i === 0 || r.seq > l[i - 1].seq) && l.every((r) => r.ok))')" true
+# A replay request is removed once its delivery is acknowledged: wait for that (bounded).
+deadline=$((SECONDS + 30))
+while [ "$(em_psql 'select count(*) from delivery_dead_letters')" != 0 ] && ((SECONDS < deadline)); do sleep 0.2; done
 em_eq "replay requests all consumed" "$(em_psql 'select count(*) from delivery_dead_letters')" 0
 em_done
