@@ -86,8 +86,12 @@ up: deps all
 down:
 	@bash deploy/local/stack.sh down
 
+# Benchmarks (never timed tests): the pipeline's durable events/s and ack latency, the event
+# catalogue's schemas against ajv (ratios), and webhook delivery latency and throughput.
 bench: all
 	@bash tests/bench/run.sh $(BUILD)
+	@bash tests/schema/bench_catalogue.sh $(BUILD)
+	@bash tests/bench/webhooks.sh $(BUILD)
 
 memcheck: all
 	@for t in $(UNIT_BINS); do valgrind --error-exitcode=1 --leak-check=full -q $$t || exit 1; done
