@@ -336,3 +336,19 @@ char *em_metrics_render(const em_metrics_t *self)
     }
     return o.p;
 }
+
+void em_metrics_clear(em_metrics_t *self, const char *name)
+{
+    size_t plen = strlen(self->prefix);
+    for (size_t f = 0; f < self->nfamilies; f++) {
+        s_family_t *fam = &self->families[f];
+        const char *n = fam->name;
+        if (plen && strncmp(n, self->prefix, plen) == 0 && n[plen] == '_')
+            n += plen + 1;
+        if (strcmp(n, name) != 0)
+            continue;
+        for (size_t i = 0; i < fam->nseries; i++)
+            s_metric_free(fam->series[i]);
+        fam->nseries = 0;
+    }
+}

@@ -25,6 +25,10 @@ void em_metric_set(em_metric_t *m, double v); /* gauge */
 void em_metric_observe(em_metric_t *m, double v); /* histogram */
 double em_metric_value(const em_metric_t *m); /* counter/gauge value, histogram count */
 
+/* Removes every series of the family `name` (for per-object series whose objects come and go:
+ * clear, then register the current ones).  Pointers to those series become invalid. */
+void em_metrics_clear(em_metrics_t *self, const char *name);
+
 /* Caller owns return value (free). */
 char *em_metrics_render(const em_metrics_t *self);
 

@@ -1355,3 +1355,19 @@ int notify_deliver_inflight(const notify_deliver_t *self)
 {
     return self->inflight;
 }
+
+void notify_deliver_metrics(const notify_deliver_t *self, em_metrics_t *m, int64_t head)
+{
+    em_metrics_clear(m, "subscription_lag_events");
+    for (int i = 0; self && i < self->nsubs; i++) {
+        const dsub_t *s = self->subs[i];
+        char labels[300];
+        snprintf(labels, sizeof labels, "subscription=\"%.200s\"", s->id);
+        em_metric_t *g = em_metrics_gauge(m, "subscription_lag_events", labels,
+                                          "committed events not yet delivered or dead-lettered, "
+                                          "per subscription served by this process");
+        em_metric_set(g, head > s->cursor ? (double)(head - s->cursor) : 0.0);
+    }
+    em_metric_set(em_metrics_gauge(m, "webhook_inflight", NULL, "webhook requests in flight"),
+                  self ? (double)self->inflight : 0.0);
+}

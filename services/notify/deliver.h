@@ -79,6 +79,10 @@ int notify_deliver_flush(notify_deliver_t *self);
 int notify_deliver_addr_refused(const struct sockaddr *sa);
 
 /* Subscriptions currently handled and deliveries in flight (for tests). */
+/* Sets, in m, the gauges subscription_lag_events{subscription} (events up to head not yet
+ * delivered or dead-lettered, for each subscription this process serves) and
+ * webhook_inflight. */
+void notify_deliver_metrics(const notify_deliver_t *self, em_metrics_t *m, int64_t head);
 int notify_deliver_sub_count(const notify_deliver_t *self);
 int notify_deliver_inflight(const notify_deliver_t *self);
 

@@ -856,6 +856,7 @@ static void s_handle_http(void *arg, em_http_req_t *req)
                          self->sub_connected ? "" : " events bus not connected");
         em_http_respond(req, notify_ready(self) ? 200 : 503, "text/plain", body, (size_t)n);
     } else if (strcmp(path, "/metrics") == 0) {
+        notify_deliver_metrics(self->deliver, self->metrics, self->head < 0 ? 0 : self->head);
         char *text = em_metrics_render(self->metrics);
         if (!text) {
             em_http_respond(req, 500, "text/plain", "out of memory\n", 14);

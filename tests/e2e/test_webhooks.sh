@@ -118,4 +118,11 @@ console.log(l.every((r, i) => i === 0 || r.seq > l[i - 1].seq) && l.every((r) =>
 deadline=$((SECONDS + 30))
 while [ "$(em_psql 'select count(*) from delivery_dead_letters')" != 0 ] && ((SECONDS < deadline)); do sleep 0.2; done
 em_eq "replay requests all consumed" "$(em_psql 'select count(*) from delivery_dead_letters')" 0
+
+# Per-subscription cursor lag on notify's /metrics, in a format promtool accepts.
+curl -s "http://$EMINE_NOTIFY_HTTP/metrics" >"$T/notify.prom"
+out=$(promtool check metrics <"$T/notify.prom" 2>&1)
+if [ $? -eq 0 ]; then em_ok "promtool accepts notify's /metrics with subscriptions"; else em_fail "promtool accepts notify's /metrics with subscriptions" "$out"; fi
+em_eq "the department's subscription lag is on /metrics and is 0 once delivered" \
+    "$(awk -v m="emine_notify_subscription_lag_events{subscription=\"$(sub_id ba)\"}" '$1 == m { print $2 }' "$T/notify.prom")" 0
 em_done

@@ -126,11 +126,31 @@ static void test_numbers(void **state)
     em_metrics_destroy(&reg);
 }
 
+/* Per-object series: clear drops the family's series (not the others), then the current
+ * objects are registered again. */
+static void test_clear(void **state)
+{
+    (void)state;
+    em_metrics_t *m = em_metrics_new("emine_notify");
+    em_metric_set(em_metrics_gauge(m, "lag", "subscription=\"a\"", "lag"), 3);
+    em_metric_set(em_metrics_gauge(m, "lag", "subscription=\"b\"", "lag"), 4);
+    em_metric_set(em_metrics_gauge(m, "head", NULL, "head"), 9);
+    em_metrics_clear(m, "lag");
+    em_metric_set(em_metrics_gauge(m, "lag", "subscription=\"b\"", "lag"), 1);
+    char *text = em_metrics_render(m);
+    assert_null(strstr(text, "subscription=\"a\""));
+    assert_non_null(strstr(text, "emine_notify_lag{subscription=\"b\"} 1\n"));
+    assert_non_null(strstr(text, "emine_notify_head 9\n"));
+    free(text);
+    em_metrics_destroy(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_render),
         cmocka_unit_test(test_numbers),
+        cmocka_unit_test(test_clear),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
