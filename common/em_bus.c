@@ -191,3 +191,25 @@ int em_bus_sendv(void *sock, const void *const *data, const size_t *lens, int n,
     }
     return 0;
 }
+
+int em_bus_monitor_read(void *mon)
+{
+    zmq_msg_t ev;
+    uint16_t event = 0;
+
+    zmq_msg_init(&ev);
+    if (zmq_msg_recv(&ev, mon, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&ev);
+        return -1;
+    }
+    if (zmq_msg_size(&ev) >= 2)
+        memcpy(&event, zmq_msg_data(&ev), 2);
+    if (zmq_msg_more(&ev)) { /* the second frame: the endpoint */
+        zmq_msg_t addr;
+        zmq_msg_init(&addr);
+        zmq_msg_recv(&addr, mon, 0);
+        zmq_msg_close(&addr);
+    }
+    zmq_msg_close(&ev);
+    return event;
+}

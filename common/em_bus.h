@@ -33,6 +33,10 @@ int em_msg_recv(void *sock, em_msg_t *msg, int flags);
 void em_msg_close(em_msg_t *msg);
 const void *em_msg_data(const em_msg_t *msg, int i, size_t *len);
 
+/* Reads one event from a socket monitor (a PAIR connected to the zmq_socket_monitor endpoint)
+ * without blocking: returns its ZMQ_EVENT_* number, or -1 when none is queued. */
+int em_bus_monitor_read(void *mon);
+
 /* Sends n frames as one message (flags: 0 or ZMQ_DONTWAIT).  Returns 0 or -1 (errno set). */
 int em_bus_sendv(void *sock, const void *const *data, const size_t *lens, int n, int flags);
 

@@ -733,7 +733,7 @@ void em_hex_encode(const uint8_t *in, size_t len, char *out)
     out[2 * len] = '\0';
 }
 
-static int s_hexval(char c)
+int em_hex_digit(int c)
 {
     if (c >= '0' && c <= '9') {
         return c - '0';
@@ -753,7 +753,7 @@ int em_hex_decode(const char *hex, uint8_t *out, size_t outlen)
         return -1;
     }
     for (size_t i = 0; i < outlen; i++) {
-        int hi = s_hexval(hex[2 * i]), lo = s_hexval(hex[2 * i + 1]);
+        int hi = em_hex_digit(hex[2 * i]), lo = em_hex_digit(hex[2 * i + 1]);
         if (hi < 0 || lo < 0) {
             return -1;
         }

@@ -44,6 +44,7 @@ bool em_utf8_valid(const char *s, size_t len);
 /* SHA-256 helpers (OpenSSL). */
 void em_sha256(const void *data, size_t len, uint8_t out[32]);
 void em_hex_encode(const uint8_t *in, size_t len, char *out /* 2*len+1 */);
+int em_hex_digit(int c); /* 0..15, or -1 for a character that is not a hex digit */
 int em_hex_decode(const char *hex, uint8_t *out, size_t outlen); /* 0 or -1 */
 /* chain = SHA-256(prev_chain(32 bytes) || digest(32 bytes)); hex in and out (65 bytes). */
 int em_chain_next_hex(const char prev_hex[65], const char digest_hex[65], char out[65]);

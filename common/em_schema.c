@@ -345,19 +345,6 @@ static char *s_uri_split(const char *uri, const char **frag)
     return strndup(uri, h ? (size_t)(h - uri) : strlen(uri));
 }
 
-static int s_hexval(int c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
 
 static char *s_pct_decode(const char *s)
 {
@@ -367,8 +354,8 @@ static char *s_pct_decode(const char *s)
         return NULL;
     }
     for (size_t i = 0; i < n; i++) {
-        if (s[i] == '%' && i + 2 < n + 1 && s_hexval(s[i + 1]) >= 0 && s_hexval(s[i + 2]) >= 0) {
-            *o++ = (char)(s_hexval(s[i + 1]) * 16 + s_hexval(s[i + 2]));
+        if (s[i] == '%' && i + 2 < n + 1 && em_hex_digit(s[i + 1]) >= 0 && em_hex_digit(s[i + 2]) >= 0) {
+            *o++ = (char)(em_hex_digit(s[i + 1]) * 16 + em_hex_digit(s[i + 2]));
             i += 2;
         } else {
             *o++ = s[i];

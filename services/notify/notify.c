@@ -19,6 +19,7 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "em_bus.h"
 #include "em_config.h"
 #include "em_http.h"
 #include "em_log.h"
@@ -802,22 +803,7 @@ static void s_handle_sub(notify_t *self)
 
 static void s_handle_monitor(notify_t *self)
 {
-    for (;;) {
-        zmq_msg_t ev, addr;
-        zmq_msg_init(&ev);
-        if (zmq_msg_recv(&ev, self->mon, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&ev);
-            return;
-        }
-        uint16_t event = 0;
-        if (zmq_msg_size(&ev) >= 2)
-            memcpy(&event, zmq_msg_data(&ev), 2);
-        if (zmq_msg_more(&ev)) {
-            zmq_msg_init(&addr);
-            zmq_msg_recv(&addr, self->mon, 0);
-            zmq_msg_close(&addr);
-        }
-        zmq_msg_close(&ev);
+    for (int event; (event = em_bus_monitor_read(self->mon)) >= 0;) {
         if (event == ZMQ_EVENT_CONNECTED) {
             self->sub_connected = true;
             EM_LOG_INFO(MOD, "connected to the events bus %s", self->cfg.shared.bus_events);

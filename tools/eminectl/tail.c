@@ -13,6 +13,7 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "em_bus.h"
 #include "eminectl.h"
 #include "em_signal.h"
 #include "em_util.h"
@@ -129,22 +130,7 @@ static int s_handle_frame(tail_t *t, const char *buf, size_t len)
 
 static void s_handle_monitor(tail_t *t, const char *endpoint)
 {
-    for (;;) {
-        zmq_msg_t ev, addr;
-        zmq_msg_init(&ev);
-        if (zmq_msg_recv(&ev, t->mon, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&ev);
-            return;
-        }
-        uint16_t event = 0;
-        if (zmq_msg_size(&ev) >= 2)
-            memcpy(&event, zmq_msg_data(&ev), 2);
-        if (zmq_msg_more(&ev)) {
-            zmq_msg_init(&addr);
-            zmq_msg_recv(&addr, t->mon, 0);
-            zmq_msg_close(&addr);
-        }
-        zmq_msg_close(&ev);
+    for (int event; (event = em_bus_monitor_read(t->mon)) >= 0;) {
         if (event == ZMQ_EVENT_CONNECTED) {
             if (t->connects++ > 0) {
                 fprintf(stderr, "eminectl tail: reconnected to %s, resuming after seq %" PRId64
