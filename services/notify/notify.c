@@ -704,37 +704,23 @@ reply:
 static void s_handle_router(notify_t *self)
 {
     for (int n = 0; n < DRAIN_MAX; n++) {
-        zmq_msg_t part[3];
-        int np = 0, more = 1, fail = 0;
-        while (more) {
-            zmq_msg_t m;
-            zmq_msg_init(&m);
-            if (zmq_msg_recv(&m, self->router, ZMQ_DONTWAIT) < 0) {
-                zmq_msg_close(&m);
-                if (np == 0)
-                    return; /* nothing more */
-                fail = 1;
-                break;
-            }
-            more = zmq_msg_more(&m);
-            if (np < 3)
-                part[np++] = m;
-            else {
-                zmq_msg_close(&m);
-                fail = 1;
-            }
+        em_msg_t msg;
+        if (em_msg_recv(self->router, &msg, ZMQ_DONTWAIT) < 0) {
+            if (errno != EMSGSIZE)
+                return; /* nothing more */
+            EM_LOG_WARN(MOD, "stream message of too many frames dropped");
+            continue;
         }
-        if (!fail && np >= 2) {
+        size_t idlen, plen;
+        const void *id = em_msg_data(&msg, 0, &idlen);
+        if (msg.nframes >= 2 && msg.nframes <= 3) {
             /* DEALER: [id, payload]; REQ-style: [id, "", payload] */
-            zmq_msg_t *payload = &part[np - 1];
-            s_handle_client_msg(self, zmq_msg_data(&part[0]), zmq_msg_size(&part[0]),
-                                zmq_msg_data(payload), zmq_msg_size(payload));
-        } else if (np >= 1) {
-            s_send_error(self, zmq_msg_data(&part[0]), zmq_msg_size(&part[0]),
-                         "expected one frame");
+            const void *payload = em_msg_data(&msg, msg.nframes - 1, &plen);
+            s_handle_client_msg(self, id, idlen, payload, plen);
+        } else {
+            s_send_error(self, id, idlen, "expected one frame");
         }
-        for (int i = 0; i < np; i++)
-            zmq_msg_close(&part[i]);
+        em_msg_close(&msg);
     }
 }
 
@@ -770,34 +756,21 @@ static void s_handle_live(notify_t *self, const char *seqbuf, size_t seqlen, con
 static void s_handle_sub(notify_t *self)
 {
     for (int n = 0; n < DRAIN_MAX; n++) {
-        zmq_msg_t part[3];
-        int np = 0, more = 1, fail = 0;
-        while (more) {
-            zmq_msg_t m;
-            zmq_msg_init(&m);
-            if (zmq_msg_recv(&m, self->sub, ZMQ_DONTWAIT) < 0) {
-                zmq_msg_close(&m);
-                if (np == 0)
-                    return;
-                fail = 1;
-                break;
-            }
-            more = zmq_msg_more(&m);
-            if (np < 3)
-                part[np++] = m;
-            else {
-                zmq_msg_close(&m);
-                fail = 1;
-            }
-        }
-        if (!fail && np == 3 && zmq_msg_size(&part[0]) == 2 &&
-            memcmp(zmq_msg_data(&part[0]), "ev", 2) == 0)
-            s_handle_live(self, zmq_msg_data(&part[1]), zmq_msg_size(&part[1]),
-                          zmq_msg_data(&part[2]), zmq_msg_size(&part[2]));
-        else
+        em_msg_t msg;
+        int nf = em_msg_recv(self->sub, &msg, ZMQ_DONTWAIT);
+        if (nf < 0 && errno != EMSGSIZE)
+            return;
+        size_t tlen = 0, slen, elen;
+        const void *topic = nf == 3 ? em_msg_data(&msg, 0, &tlen) : NULL;
+        if (topic && tlen == 2 && memcmp(topic, "ev", 2) == 0) {
+            const char *seqbuf = em_msg_data(&msg, 1, &slen);
+            const char *env = em_msg_data(&msg, 2, &elen);
+            s_handle_live(self, seqbuf, slen, env, elen);
+        } else {
             EM_LOG_WARN(MOD, "malformed message on the events bus ignored");
-        for (int i = 0; i < np; i++)
-            zmq_msg_close(&part[i]);
+        }
+        if (nf >= 0)
+            em_msg_close(&msg);
     }
 }
 
