@@ -26,6 +26,20 @@
 #define RETRY_AFTER_MAX_S 3600
 #define PG_RETRY_MS 1000
 #define SKIP_MAX 2000 /* non-matching events skipped per subscription per run */
+#define WINDOW_MAX 4096                     /* events in the shared window */
+#define WINDOW_BYTES ((size_t)64 << 20)     /* estimated bytes (text + parsed) it may hold */
+#define WEV_COST(len) (sizeof(wev_t) + (len) * 6) /* text plus a rough Jansson tree */
+
+/* A committed event read from PostgreSQL: its text, parsed once on first use, shared by the
+ * window and every subscription page that holds a reference. */
+typedef struct {
+    int64_t seq;
+    char *text;  /* envelope JSON text, NUL-terminated */
+    size_t len;
+    json_t *ev;  /* parsed on first use */
+    bool parsed; /* ev was attempted (NULL then means not JSON) */
+    int refs;
+} wev_t;
 
 /* A list of strings owned by its subscription. */
 typedef struct {
@@ -41,6 +55,7 @@ typedef struct {
     xfer_kind_t kind;
     struct notify_deliver *owner;
     CURL *easy;           /* NULL when nothing is in flight */
+    CURL *handle;         /* the easy handle, kept between requests (NULL before the first) */
     struct curl_slist *hdrs;
     long retry_after_s;   /* from the answer, -1 when none */
     bool refused;         /* the sink's address was refused (SSRF) */
@@ -63,8 +78,8 @@ typedef struct dsub {
 
     int64_t cursor;       /* every event <= cursor is done for this subscription */
     int64_t persisted;    /* cursor value in PostgreSQL */
-    PGresult *page;       /* events after cursor (seq, envelope) */
-    int page_i;
+    wev_t **page;         /* events after cursor, in seq order (references) */
+    int page_n, page_i;   /* page[page_i .. page_n) are still to be done */
     bool seen;            /* mark for the reload sweep */
     bool gone;            /* deleted or disabled: freed once nothing is in flight */
 
@@ -125,6 +140,14 @@ struct notify_deliver {
     int nredrives;
     bool redrive_more;    /* the last poll found work: poll again once these are done */
     int inflight;
+    /* The shared window: the latest events read, seq win_lo .. win_lo + win_n - 1 with no
+     * gap, so that subscriptions that keep up read each event from PostgreSQL and parse it
+     * once between them.  Bounded by WINDOW_MAX events and WINDOW_BYTES. */
+    wev_t *win[WINDOW_MAX];
+    int win_first, win_n;
+    int64_t win_lo;
+    size_t win_bytes;
+    int64_t m_pages;      /* PostgreSQL pages read (tests) */
     int64_t next_reload, next_flush;
     bool loaded;
     em_metric_t *m_ok, *m_fail, *m_dead, *m_refused, *m_disabled, *m_redriven, *m_opened;
@@ -185,6 +208,45 @@ int notify_deliver_addr_refused(const struct sockaddr *sa)
 /* ---------------------------------------------------------------------------------------- */
 /* Subscriptions */
 
+static wev_t *s_wev_new(int64_t seq, const char *text, size_t len)
+{
+    wev_t *e = malloc(sizeof *e);
+    if (!e)
+        return NULL;
+    e->text = malloc(len + 1);
+    if (!e->text) {
+        free(e);
+        return NULL;
+    }
+    memcpy(e->text, text, len);
+    e->text[len] = '\0';
+    e->seq = seq;
+    e->len = len;
+    e->ev = NULL;
+    e->parsed = false;
+    e->refs = 1;
+    return e;
+}
+
+static void s_wev_unref(wev_t *e)
+{
+    if (!e || --e->refs > 0)
+        return;
+    json_decref(e->ev);
+    free(e->text);
+    free(e);
+}
+
+/* The parsed event (borrowed), or NULL when the text is not JSON. */
+static json_t *s_wev_json(wev_t *e)
+{
+    if (!e->parsed) {
+        e->ev = json_loadb(e->text, e->len, 0, NULL);
+        e->parsed = true;
+    }
+    return e->ev;
+}
+
 static void s_strv_free(strv_t *s)
 {
     for (size_t i = 0; i < s->n; i++)
@@ -241,13 +303,22 @@ static void s_def_free(dsub_t *s)
     s->extra = NULL;
 }
 
+static void s_page_clear(dsub_t *s)
+{
+    for (int i = s->page_i; i < s->page_n; i++)
+        s_wev_unref(s->page[i]);
+    s->page_n = s->page_i = 0;
+}
+
 static void s_sub_free(dsub_t *s)
 {
     if (!s)
         return;
     s_def_free(s);
-    if (s->page)
-        PQclear(s->page);
+    s_page_clear(s);
+    free(s->page);
+    if (s->x.handle)
+        curl_easy_cleanup(s->x.handle);
     curl_slist_free_all(s->x.hdrs);
     free(s->id);
     free(s);
@@ -762,12 +833,10 @@ static int s_post(notify_deliver_t *self, dsub_t *s, xfer_t *x, int64_t seq, con
     x->hdrs = curl_slist_append(x->hdrs, h);
     snprintf(h, sizeof h, "webhook-signature: %s", sig);
     x->hdrs = curl_slist_append(x->hdrs, h);
-    CURL *e = curl_easy_init();
-    if (!e || !x->hdrs) {
-        if (e)
-            curl_easy_cleanup(e);
+    CURL *e = x->handle ? x->handle : curl_easy_init();
+    if (!e || !x->hdrs)
         return -1;
-    }
+    x->handle = e; /* kept for the next request: libcurl reuses its buffers */
     curl_easy_setopt(e, CURLOPT_URL, s->sink);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_POST, 1L);
@@ -789,27 +858,29 @@ static int s_post(notify_deliver_t *self, dsub_t *s, xfer_t *x, int64_t seq, con
     x->owner = self;
     x->refused = false;
     x->retry_after_s = -1;
-    if (curl_multi_add_handle(self->multi, e) != CURLM_OK) {
-        curl_easy_cleanup(e);
+    if (curl_multi_add_handle(self->multi, e) != CURLM_OK)
         return -1;
-    }
     x->easy = e;
     self->inflight++;
     return 0;
 }
 
-/* Starts the delivery of page row page_i (the page outlives the transfer). */
+/* Starts the delivery of page[page_i] (the page holds it until s_done). */
 static int s_start(notify_deliver_t *self, dsub_t *s)
 {
-    return s_post(self, s, &s->x, s->seq, PQgetvalue(s->page, s->page_i, 1),
-                  (size_t)PQgetlength(s->page, s->page_i, 1));
+    wev_t *e = s->page[s->page_i];
+    return s_post(self, s, &s->x, s->seq, e->text, e->len);
 }
 
 /* Records the event at page_i as done (delivered or dead-lettered) and moves on. */
 static void s_done(dsub_t *s)
 {
     s->cursor = s->seq;
-    s->page_i++;
+    if (s->page_i < s->page_n) {
+        s_wev_unref(s->page[s->page_i]);
+        s->page[s->page_i] = NULL;
+        s->page_i++;
+    }
     s->attempts = 0;
     s->next_attempt = 0;
     s->last_status = 0;
@@ -885,7 +956,6 @@ static void s_complete(notify_deliver_t *self, dsub_t *s, CURLcode cc)
     long status = 0;
     curl_easy_getinfo(s->x.easy, CURLINFO_RESPONSE_CODE, &status);
     curl_multi_remove_handle(self->multi, s->x.easy);
-    curl_easy_cleanup(s->x.easy);
     s->x.easy = NULL;
     self->inflight--;
     if (!s->x.refused)
@@ -944,6 +1014,8 @@ static void s_redrive_free(redrive_t *r)
 {
     if (!r)
         return;
+    if (r->x.handle)
+        curl_easy_cleanup(r->x.handle);
     curl_slist_free_all(r->x.hdrs);
     free(r->body);
     free(r);
@@ -954,7 +1026,6 @@ static void s_redrive_complete(notify_deliver_t *self, redrive_t *r, CURLcode cc
     long status = 0;
     curl_easy_getinfo(r->x.easy, CURLINFO_RESPONSE_CODE, &status);
     curl_multi_remove_handle(self->multi, r->x.easy);
-    curl_easy_cleanup(r->x.easy);
     r->x.easy = NULL;
     self->inflight--;
     for (int i = 0; i < self->nredrives; i++)
@@ -1091,7 +1162,111 @@ static bool s_ready(const dsub_t *s, int64_t head, int64_t now)
 {
     if (s->gone || s->x.easy || now < s->next_attempt)
         return false;
-    return s->attempts > 0 || (s->page && s->page_i < PQntuples(s->page)) || s->cursor < head;
+    return s->attempts > 0 || s->page_i < s->page_n || s->cursor < head;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The shared window */
+
+static wev_t *s_win_at(notify_deliver_t *self, int i)
+{
+    return self->win[(self->win_first + i) % WINDOW_MAX];
+}
+
+static void s_win_drop_first(notify_deliver_t *self)
+{
+    wev_t *e = self->win[self->win_first];
+    self->win_bytes -= WEV_COST(e->len);
+    s_wev_unref(e);
+    self->win[self->win_first] = NULL;
+    self->win_first = (self->win_first + 1) % WINDOW_MAX;
+    self->win_n--;
+    self->win_lo++;
+}
+
+static void s_win_clear(notify_deliver_t *self)
+{
+    while (self->win_n > 0)
+        s_win_drop_first(self);
+    self->win_first = 0;
+}
+
+/* Appends e (which must be seq win_lo + win_n, or the window empty), taking a reference and
+ * evicting the oldest events beyond the bounds. */
+static void s_win_push(notify_deliver_t *self, wev_t *e)
+{
+    if (self->win_n == 0) {
+        self->win_first = 0;
+        self->win_lo = e->seq;
+    }
+    while (self->win_n > 0 &&
+           (self->win_n >= WINDOW_MAX || self->win_bytes + WEV_COST(e->len) > WINDOW_BYTES))
+        s_win_drop_first(self);
+    if (self->win_n == 0)
+        self->win_lo = e->seq;
+    e->refs++;
+    self->win[(self->win_first + self->win_n) % WINDOW_MAX] = e;
+    self->win_n++;
+    self->win_bytes += WEV_COST(e->len);
+}
+
+/* Fills s's (empty) page with the events after its cursor, at most cfg.batch: from the shared
+ * window when it holds them; else by reading (cursor, head] from PostgreSQL, into the window
+ * when the page continues it (subscriptions that keep up), or for s alone when s is behind the
+ * window.  An empty page with the cursor moved to head means nothing was committed in
+ * (cursor, head].  Returns 0, or -1 when PostgreSQL failed. */
+static int s_fill(notify_deliver_t *self, dsub_t *s, int64_t head)
+{
+    int64_t next = s->cursor + 1;
+    int64_t top = self->win_lo + self->win_n - 1;
+    if (!s->page) {
+        s->page = calloc((size_t)self->cfg.batch, sizeof *s->page);
+        if (!s->page)
+            return -1;
+    }
+    bool shared = self->win_n == 0 || next >= top + 1;
+    if (self->win_n == 0 || next < self->win_lo || next > top) {
+        char after[32], upto[32], lim[16];
+        snprintf(after, sizeof after, "%" PRId64, s->cursor);
+        snprintf(upto, sizeof upto, "%" PRId64, head);
+        snprintf(lim, sizeof lim, "%d", self->cfg.batch);
+        const char *p[3] = {after, upto, lim};
+        PGresult *r = em_store_query(self->store,
+                                     "SELECT seq, envelope::text FROM events"
+                                     " WHERE seq > $1::bigint AND seq <= $2::bigint"
+                                     " ORDER BY seq LIMIT $3::integer",
+                                     3, p);
+        if (!r)
+            return -1;
+        self->m_pages++;
+        int n = PQntuples(r);
+        if (n == 0) {
+            s->cursor = head; /* nothing committed in (cursor, head] */
+            PQclear(r);
+            return 0;
+        }
+        if (shared && next > top + 1)
+            s_win_clear(self); /* the window is behind everyone that reads: start it again */
+        for (int i = 0; i < n; i++) {
+            int64_t seq = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+            wev_t *e = s_wev_new(seq, PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1));
+            if (!e) {
+                PQclear(r);
+                return -1;
+            }
+            if (shared && (self->win_n == 0 || seq == self->win_lo + self->win_n))
+                s_win_push(self, e);
+            s->page[s->page_n++] = e; /* the page's reference */
+        }
+        PQclear(r);
+        return 0;
+    }
+    for (int64_t seq = next; seq <= top && s->page_n < self->cfg.batch; seq++) {
+        wev_t *e = s_win_at(self, (int)(seq - self->win_lo));
+        e->refs++;
+        s->page[s->page_n++] = e;
+    }
+    return 0;
 }
 
 /* Moves s forward: skips events it must not or need not receive, starts the next delivery. */
@@ -1104,38 +1279,22 @@ static void s_advance(notify_deliver_t *self, dsub_t *s, int64_t head)
                 (void)s_start(self, s);
             return;
         }
-        if (!s->page || s->page_i >= PQntuples(s->page)) {
-            if (s->page) {
-                PQclear(s->page);
-                s->page = NULL;
-            }
+        if (s->page_i >= s->page_n) {
+            s_page_clear(s);
             if (s->cursor >= head || !s_pg(self))
                 return;
-            char after[32], upto[32], lim[16];
-            snprintf(after, sizeof after, "%" PRId64, s->cursor);
-            snprintf(upto, sizeof upto, "%" PRId64, head);
-            snprintf(lim, sizeof lim, "%d", self->cfg.batch);
-            const char *p[3] = {after, upto, lim};
-            s->page = em_store_query(self->store,
-                                     "SELECT seq, envelope::text FROM events"
-                                     " WHERE seq > $1::bigint AND seq <= $2::bigint"
-                                     " ORDER BY seq LIMIT $3::integer",
-                                     3, p);
-            s->page_i = 0;
-            if (!s->page) {
+            if (s_fill(self, s, head) != 0) {
                 s_pg_failed(self, "reading events");
                 return;
             }
-            if (PQntuples(s->page) == 0) {
-                s->cursor = head; /* nothing committed in (cursor, head] */
+            if (s->page_n == 0)
                 return;
-            }
         }
-        s->seq = strtoll(PQgetvalue(s->page, s->page_i, 0), NULL, 10);
-        json_t *ev = json_loads(PQgetvalue(s->page, s->page_i, 1), 0, NULL);
+        wev_t *e = s->page[s->page_i];
+        s->seq = e->seq;
+        json_t *ev = s_wev_json(e);
         int match = ev && em_subscription_matches(&s->org, (const char *const *)s->types.v,
                                                   s->types.n, s->filter, &s->domain, ev);
-        json_decref(ev);
         if (!match) {
             s_done(s);
             skipped++;
@@ -1228,10 +1387,8 @@ void notify_deliver_destroy(notify_deliver_t **self_p)
     }
     for (int i = 0; i < self->nsubs; i++) {
         dsub_t *s = self->subs[i];
-        if (s->x.easy) {
+        if (s->x.easy)
             curl_multi_remove_handle(self->multi, s->x.easy);
-            curl_easy_cleanup(s->x.easy);
-        }
         s_sub_free(s);
     }
     free(self->subs);
@@ -1240,9 +1397,9 @@ void notify_deliver_destroy(notify_deliver_t **self_p)
     free(self->breakers);
     for (int i = 0; i < self->nredrives; i++) {
         curl_multi_remove_handle(self->multi, self->redrives[i]->x.easy);
-        curl_easy_cleanup(self->redrives[i]->x.easy);
         s_redrive_free(self->redrives[i]);
     }
+    s_win_clear(self);
     if (self->multi)
         curl_multi_cleanup(self->multi);
     em_store_destroy(&self->store);
@@ -1278,7 +1435,7 @@ long notify_deliver_timeout_ms(notify_deliver_t *self, int64_t head)
         dsub_t *s = self->subs[i];
         if (s->gone || s->x.easy)
             continue;
-        if (s->attempts > 0 || (s->page && s->page_i < PQntuples(s->page)) ||
+        if (s->attempts > 0 || s->page_i < s->page_n ||
             (s->cursor < head && pg_ok)) {
             int64_t at = s->next_attempt;
             if (self->inflight >= self->cfg.max_inflight)
@@ -1344,6 +1501,11 @@ void notify_deliver_run(notify_deliver_t *self, const zmq_pollitem_t *items, int
         curl_multi_socket_action(self->multi, CURL_SOCKET_TIMEOUT, 0, &running);
         s_read_completions(self);
     }
+}
+
+int64_t notify_deliver_pages_read(const notify_deliver_t *self)
+{
+    return self->m_pages;
 }
 
 int notify_deliver_sub_count(const notify_deliver_t *self)

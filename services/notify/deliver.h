@@ -84,6 +84,8 @@ int notify_deliver_addr_refused(const struct sockaddr *sa);
  * webhook_inflight. */
 void notify_deliver_metrics(const notify_deliver_t *self, em_metrics_t *m, int64_t head);
 int notify_deliver_sub_count(const notify_deliver_t *self);
+/* Pages of events read from PostgreSQL so far (subscriptions that keep up share them). */
+int64_t notify_deliver_pages_read(const notify_deliver_t *self);
 int notify_deliver_inflight(const notify_deliver_t *self);
 
 #endif

@@ -23,15 +23,35 @@ em_start_all || exit 1
 CTL="$EM_BUILD/bin/eminectl"
 T=$EM_TMP
 SECRET="whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
-em_free_port RX_PORT
-node tests/interop/webhook_receiver.mjs "$RX_PORT" "$SECRET" "$T/rx.jsonl" >"$T/rx.out" 2>&1 &
-RX_PID=$!
-em_at_exit "kill $RX_PID 2>/dev/null"
-for _ in $(seq 100); do grep -q listening "$T/rx.out" 2>/dev/null && break; sleep 0.1; done
+# RECEIVERS node processes (default 2), each verifying every signature; subscription i goes
+# to receiver i % RECEIVERS, so that one single-threaded receiver is not what is measured.
+RECEIVERS=${RECEIVERS:-2}
+RX_PORTS=()
+RX_PIDS=()
+for r in $(seq 0 $((RECEIVERS - 1))); do
+    em_free_port port
+    node tests/interop/webhook_receiver.mjs "$port" "$SECRET" "$T/rx.$r.jsonl" >"$T/rx.$r.out" 2>&1 &
+    RX_PIDS+=($!)
+    RX_PORTS+=("$port")
+    em_at_exit "kill $! 2>/dev/null"
+    for _ in $(seq 100); do grep -q listening "$T/rx.$r.out" 2>/dev/null && break; sleep 0.1; done
+done
+rx_lines() { cat "$T"/rx.*.jsonl 2>/dev/null | wc -l; }
+# cpu_ms PID...: user+system CPU time of the processes so far, in ms
+cpu_ms() {
+    local t=0 pid f
+    for pid in "$@"; do
+        read -ra f <"/proc/$pid/stat" || continue
+        t=$((t + f[13] + f[14]))
+    done
+    echo $((t * 1000 / $(getconf CLK_TCK)))
+}
 
 "$CTL" subs org-create ba --kind authority --province PK-BA >/dev/null
 em_psql "insert into subscriptions (id, org_id, sink, secret)
-         select 'bench_' || i, 'ba', 'http://127.0.0.1:$RX_PORT/s' || i, '$SECRET'
+         select 'bench_' || i, 'ba',
+                'http://127.0.0.1:' || (array[$(IFS=,; echo "${RX_PORTS[*]}")])[1 + i % $RECEIVERS] || '/s' || i,
+                '$SECRET'
          from generate_series(1, $SUBS) i;
          insert into subscription_cursors (subscription_id, seq)
          select id, 0 from subscriptions" >/dev/null
@@ -41,6 +61,9 @@ tests/fixtures/gen_events.sh "$EVENTS" bench >"$T/gen.ndjson"
 chunk=$((RATE / 10))
 [ "$chunk" -ge 1 ] || chunk=1
 split -l "$chunk" -d -a 5 "$T/gen.ndjson" "$T/chunk."
+NOTIFY_PID=$(em_pid notify)
+notify_cpu0=$(cpu_ms "$NOTIFY_PID")
+rx_cpu0=$(cpu_ms "${RX_PIDS[@]}")
 t0=$(date +%s.%N)
 i=0
 pubs=()
@@ -56,8 +79,11 @@ done
 wait "${pubs[@]}"
 want=$((EVENTS * SUBS))
 deadline=$((SECONDS + 600))
-while [ "$(wc -l <"$T/rx.jsonl")" -lt "$want" ] && ((SECONDS < deadline)); do sleep 0.5; done
+while [ "$(rx_lines)" -lt "$want" ] && ((SECONDS < deadline)); do sleep 0.2; done
+notify_cpu=$(($(cpu_ms "$NOTIFY_PID") - notify_cpu0))
+rx_cpu=$(($(cpu_ms "${RX_PIDS[@]}") - rx_cpu0))
 sleep 0.5
+cat "$T"/rx.*.jsonl >"$T/rx.jsonl"
 em_psql "select seq || ' ' || (extract(epoch from received_at) * 1000)::bigint from events" >"$T/recv.txt"
 out=$(node -e '
 const fs = require("fs");
@@ -72,5 +98,6 @@ console.log(`webhooks: ${process.argv[3]} subscriptions, ${process.argv[4]} even
   `ingest-to-receipt latency p50 ${q(0.5)} ms p99 ${q(0.99)} ms max ${lat[lat.length - 1]} ms`);
 ' "$T/recv.txt" "$T/rx.jsonl" "$SUBS" "$EVENTS" "$RATE")
 echo "$out"
+echo "webhooks: CPU per 1000 deliveries: notify $((notify_cpu * 1000 / want)) ms, receivers $((rx_cpu * 1000 / want)) ms ($RECEIVERS node processes)"
 em_eq "every delivery arrived" "$(wc -l <"$T/rx.jsonl")" "$want"
 em_done

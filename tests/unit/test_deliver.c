@@ -566,6 +566,66 @@ static void test_resume_after_restart(void **state)
     notify_destroy(&n);
 }
 
+/* Steps a bare deliverer (no notify around it) and the receiver until cond or ms. */
+#define DELIVER_UNTIL(d, head, cond, ms)                                                       \
+    do {                                                                                       \
+        int64_t end_ = em_mono_ms() + (ms);                                                    \
+        while (!(cond) && em_mono_ms() < end_) {                                               \
+            zmq_pollitem_t items_[DELIVER_MAX_FDS];                                            \
+            int n_ = notify_deliver_pollitems((d), items_, DELIVER_MAX_FDS);                   \
+            long t_ = notify_deliver_timeout_ms((d), (head));                                  \
+            zmq_poll(items_, n_, t_ > 2 ? 2 : t_);                                             \
+            notify_deliver_run((d), items_, n_, (head));                                       \
+            em_http_run(s_rx.http);                                                            \
+        }                                                                                      \
+        if (!(cond))                                                                           \
+            fail_msg("timed out waiting for %s", #cond);                                       \
+    } while (0)
+
+/* Subscriptions that keep up share the events read from PostgreSQL: 8 subscriptions over 30
+ * events read a handful of pages, not one (or more) each; each still receives every event in
+ * order. */
+static void test_shared_window(void **state)
+{
+    (void)state;
+    for (int64_t seq = 1; seq <= 20; seq++)
+        s_event(seq, "/pk/x", "public", "PK-BA", "{}");
+    char id[16];
+    for (int i = 0; i < 8; i++) {
+        snprintf(id, sizeof id, "w%d", i);
+        s_subscribe(id, "portal", "[]", 0);
+    }
+    notify_deliver_cfg_t cfg = {.allow_private = true, .timeout_ms = 2000, .retry_ms = "30",
+                                .max_inflight = 64, .reload_ms = 50, .flush_ms = 50,
+                                .batch = 500};
+    char err[256];
+    notify_deliver_t *d = notify_deliver_new(getenv("EMINE_PG_DSN"), &cfg, NULL, err, sizeof err);
+    assert_non_null(d);
+    DELIVER_UNTIL(d, 20, s_rx.n >= 160, 10000);
+    for (int64_t seq = 21; seq <= 30; seq++)
+        s_event(seq, "/pk/x", "public", "PK-BA", "{}");
+    DELIVER_UNTIL(d, 30, s_rx.n >= 240, 10000);
+    assert_int_equal(s_rx.n, 240);
+    assert_int_equal(s_rx.bad_signatures, 0);
+    /* one page per head the subscriptions caught up to, plus the odd empty read */
+    int64_t pages = notify_deliver_pages_read(d);
+    assert_true(pages >= 2);
+    assert_true(pages <= 4);
+    for (int i = 0; i < 8; i++) {
+        char path[32];
+        snprintf(path, sizeof path, "/hook/w%d", i);
+        int64_t last = 0;
+        for (int k = 0; k < s_rx.n; k++) {
+            if (strcmp(s_rx.paths[k], path) != 0)
+                continue;
+            assert_int_equal(s_rx.seqs[k], last + 1);
+            last = s_rx.seqs[k];
+        }
+        assert_int_equal(last, 30);
+    }
+    notify_deliver_destroy(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -578,6 +638,7 @@ int main(void)
         cmocka_unit_test_setup(test_resume_after_restart, s_setup),
         cmocka_unit_test_setup(test_shared_between_processes, s_setup),
         cmocka_unit_test_setup(test_circuit_breaker, s_setup),
+        cmocka_unit_test_setup(test_shared_window, s_setup),
     };
     return cmocka_run_group_tests(tests, s_group_setup, s_group_teardown);
 }
