@@ -92,6 +92,7 @@ bench: all
 	@bash tests/bench/run.sh $(BUILD)
 	@bash tests/schema/bench_catalogue.sh $(BUILD)
 	@bash tests/bench/webhooks.sh $(BUILD)
+	@RATE=50 EVENTS=500 bash tests/bench/webhooks.sh $(BUILD)
 
 memcheck: all
 	@for t in $(UNIT_BINS); do valgrind --error-exitcode=1 --leak-check=full -q $$t || exit 1; done
