@@ -35,11 +35,14 @@ static const char *s_types_param =
     "pk.gov.emining.licence.transferred,pk.gov.emining.licence.relinquished,"
     "pk.gov.emining.licence.revoked}";
 
-/* Read through the partial index events_licence_seq (migration 006). */
+/* Read through the partial index events_licence_seq (migration 006).  When the event itself
+ * ($3 source, $4 id) is archived already, only what came before it counts. */
 static const char *s_sql_history =
     "SELECT seq, type, envelope -> 'data' FROM ("
     " SELECT seq, type, envelope FROM events"
     " WHERE (envelope #>> '{data,licenceId}') = $1 AND type = ANY($2::text[])"
+    "  AND seq < COALESCE((SELECT seq FROM events WHERE source = $3 AND id = $4),"
+    "   9223372036854775807)"
     " ORDER BY seq DESC LIMIT " S_STR(VHIST_MAX) ") AS h ORDER BY seq";
 
 vhist_t *vhist_new(const char *dsn, int timeout_ms, int retry_ms)
@@ -127,14 +130,14 @@ static int s_connect(vhist_t *self, int64_t deadline, char *err, size_t errlen)
 
 /* Runs the history query with the deadline.  Returns the result (PQclear it) or NULL
  * (s_fail done). */
-static PGresult *s_query(vhist_t *self, const char *licence_id, int64_t deadline, char *err,
-                         size_t errlen)
+static PGresult *s_query(vhist_t *self, const char *licence_id, const char *source,
+                         const char *id, int64_t deadline, char *err, size_t errlen)
 {
-    const char *vals[2] = {licence_id, s_types_param};
+    const char *vals[4] = {licence_id, s_types_param, source, id};
     PGresult *res = NULL, *r;
     int rc;
 
-    if (!PQsendQueryParams(self->conn, s_sql_history, 2, NULL, vals, NULL, NULL, 0)) {
+    if (!PQsendQueryParams(self->conn, s_sql_history, 4, NULL, vals, NULL, NULL, 0)) {
         s_fail(self, "postgres query failed", err, errlen);
         return NULL;
     }
@@ -183,8 +186,8 @@ static PGresult *s_query(vhist_t *self, const char *licence_id, int64_t deadline
     return res;
 }
 
-int vhist_licence(vhist_t *self, const char *licence_id, json_t **out, char *err,
-                  size_t errlen)
+int vhist_licence(vhist_t *self, const char *licence_id, const char *source, const char *id,
+                  json_t **out, char *err, size_t errlen)
 {
     *out = NULL;
     int64_t now = em_mono_ms();
@@ -200,7 +203,7 @@ int vhist_licence(vhist_t *self, const char *licence_id, json_t **out, char *err
     }
     if (!self->conn && s_connect(self, deadline, err, errlen) != 0)
         return -1;
-    PGresult *res = s_query(self, licence_id, deadline, err, errlen);
+    PGresult *res = s_query(self, licence_id, source, id, deadline, err, errlen);
     if (!res)
         return -1;
     json_t *arr = json_array();
@@ -482,7 +485,8 @@ int vstate_check(vhist_t *hist, const json_t *event, json_t *errors, json_t *not
     type += plen;
     if (!vstate_needed(type, data))
         return 0;
-    if (!hist || vhist_licence(hist, s_str(data, "licenceId"), &history, err, sizeof err) != 0)
+    if (!hist || vhist_licence(hist, s_str(data, "licenceId"), s_str(event, "source"),
+                               s_str(event, "id"), &history, err, sizeof err) != 0)
         history = NULL;
     int n = vstate_apply(type, event, data, history, hist ? err : "no reader", errors, notes);
     json_decref(history);

@@ -38,11 +38,14 @@ void vhist_destroy(vhist_t **self_p);
 /* The archived events whose data.licenceId is licence_id and whose type is a licence
  * lifecycle type (granted, renewed, transferred, relinquished, revoked), in seq order (the
  * latest VHIST_MAX of them), as a new array of {"seq":N,"type":"<type without prefix>",
- * "data":{...}} in *out.  Returns 0, or -1 with the reason in err (PostgreSQL unreachable,
- * timed out, or waiting out retry_ms after a failure). */
+ * "data":{...}} in *out.  When the event (source, id) being checked is archived already (a
+ * re-send), only the events before it count: a re-sent event gets the verdict it got then,
+ * so that archive can answer it `duplicate` with the original seq whatever happened to the
+ * licence since.  Returns 0, or -1 with the reason in err (PostgreSQL unreachable, timed out,
+ * or waiting out retry_ms after a failure). */
 #define VHIST_MAX 1000
-int vhist_licence(vhist_t *self, const char *licence_id, json_t **out, char *err,
-                  size_t errlen);
+int vhist_licence(vhist_t *self, const char *licence_id, const char *source, const char *id,
+                  json_t **out, char *err, size_t errlen);
 
 /* One stateful rule.  type is the catalogue type without "pk.gov.emining.".  check gets the
  * licence's history (as vhist_licence returns it) and appends {"pointer","keyword","message"}

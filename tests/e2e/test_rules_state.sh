@@ -77,6 +77,13 @@ pub renew-revoked
 em_eq "a renewal of the revoked licence is rejected at /data/licenceId" \
     "$(res renew-revoked)" "rejected /data/licenceId licenceInForce"
 
+seq_smaller=$(em_js 'l[0].seq' <"$T/renew-smaller.jsonl")
+em_redis FLUSHALL >/dev/null
+cp "$T/renew-smaller.json" "$T/renew-smaller-again.json"
+pub renew-smaller-again
+em_eq "the renewal accepted before the revocation, re-sent (cache flushed): duplicate, original seq" \
+    "$(em_js 'l[0].status+" "+l[0].seq' <"$T/renew-smaller-again.jsonl")" "duplicate $seq_smaller"
+
 # validate cannot reach PostgreSQL: the rules are skipped with a note, the event passes.
 em_free_port deadport
 em_stop validate

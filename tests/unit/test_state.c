@@ -73,6 +73,26 @@ static void s_archive(const char *type, const char *data)
     free(env);
 }
 
+/* Archives the event raw itself (its own source and id), as archive would have. */
+static void s_archive_raw(const char *raw)
+{
+    json_t *ev = json_loads(raw, 0, NULL);
+    char seq[32];
+    snprintf(seq, sizeof seq, "%lld", ++C.seq);
+    const char *v[] = {seq, json_string_value(json_object_get(ev, "source")),
+                       json_string_value(json_object_get(ev, "id")),
+                       json_string_value(json_object_get(ev, "type")), raw};
+    PGresult *r = PQexecParams(C.pg,
+                               "INSERT INTO events (seq, source, id, type, envelope, digest, chain)"
+                               " VALUES ($1::bigint, $2, $3, $4, $5::jsonb,"
+                               " repeat('0', 64), repeat('0', 64))",
+                               5, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        fail_msg("insert: %s", PQresultErrorMessage(r));
+    PQclear(r);
+    json_decref(ev);
+}
+
 /* A catalogue fixture with data members replaced (JSON object text) and removed (NULL-ended
  * list).  Caller frees. */
 static char *s_fixture(const char *path, const char *set, const char *const *del)
@@ -301,6 +321,35 @@ static void test_renewal_does_not_enlarge(void **state)
     free(noarea);
 }
 
+/* A re-send of an archived event is judged on the history before it, so that it passes again
+ * and archive answers it duplicate with the original seq, even after the licence's revocation;
+ * a new renewal is rejected. */
+static void test_resend_judged_as_before(void **state)
+{
+    (void)state;
+    s_archive("licence.granted", "{\"licenceId\":\"PK-BA/ML-STATE-7\",\"licenceType\":\"ML\","
+                                 "\"areaKm2\":10}");
+    char *renew = s_fixture(RENEWAL, "{\"licenceId\":\"PK-BA/ML-STATE-7\",\"areaKm2After\":10}",
+                            NULL);
+    s_expect(renew, "ok", "", "");
+    s_archive_raw(renew);
+    s_archive("licence.revoked", "{\"licenceId\":\"PK-BA/ML-STATE-7\",\"grounds\":\"safety\"}");
+    s_archive("licence.granted", "{\"licenceId\":\"PK-BA/ML-STATE-7\",\"licenceType\":\"ML\","
+                                 "\"areaKm2\":10}");
+    s_archive("licence.revoked", "{\"licenceId\":\"PK-BA/ML-STATE-7\",\"grounds\":\"safety\"}");
+    s_expect(renew, "ok", "", "");
+    char *other = s_fixture(RENEWAL, "{\"licenceId\":\"PK-BA/ML-STATE-7\",\"areaKm2After\":10}",
+                            NULL);
+    json_t *ev = json_loads(other, 0, NULL);
+    json_object_set_new(ev, "id", json_string("a-new-renewal"));
+    free(other);
+    other = json_dumps(ev, JSON_COMPACT);
+    json_decref(ev);
+    s_expect(other, "rejected", "/data/licenceId licenceInForce", "");
+    free(renew);
+    free(other);
+}
+
 /* A rejected event costs no query and gets no state note. */
 static void test_rejected_event_not_queried(void **state)
 {
@@ -383,6 +432,8 @@ static void test_history_uses_index(void **state)
     PGresult *r = PQexec(C.pg, "EXPLAIN SELECT seq FROM events"
                                " WHERE (envelope #>> '{data,licenceId}') = 'PK-BA/ML-STATE-5'"
                                " AND type = ANY('{pk.gov.emining.licence.granted}'::text[])"
+                               " AND seq < COALESCE((SELECT seq FROM events"
+                               "  WHERE source = '/pk/test' AND id = 'x'), 9223372036854775807)"
                                " ORDER BY seq DESC LIMIT 1000");
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
     int found = 0;
@@ -398,6 +449,7 @@ int main(void)
         cmocka_unit_test(test_kp_transfer_within_two_years_of_grant),
         cmocka_unit_test(test_licence_in_force),
         cmocka_unit_test(test_renewal_does_not_enlarge),
+        cmocka_unit_test(test_resend_judged_as_before),
         cmocka_unit_test(test_rejected_event_not_queried),
         cmocka_unit_test(test_postgres_not_answering),
         cmocka_unit_test(test_postgres_stopped_then_back),
