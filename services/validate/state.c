@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <math.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,8 @@ struct vhist {
     PGconn *conn;       /* NULL until connected (and after a failure) */
     int64_t retry_at;   /* monotonic ms before which no attempt is made */
     char last_err[256]; /* reason of the last failure */
+    atomic_ullong ok;     /* reads that succeeded */
+    atomic_ullong failed; /* reads that failed */
 };
 
 #define S_STR2(x) #x
@@ -186,7 +189,28 @@ static PGresult *s_query(vhist_t *self, const char *licence_id, const char *sour
     return res;
 }
 
+unsigned long long vhist_reads_ok(const vhist_t *self)
+{
+    return self ? atomic_load(&((vhist_t *)self)->ok) : 0;
+}
+
+unsigned long long vhist_reads_failed(const vhist_t *self)
+{
+    return self ? atomic_load(&((vhist_t *)self)->failed) : 0;
+}
+
+static int s_read(vhist_t *self, const char *licence_id, const char *source, const char *id,
+                  json_t **out, char *err, size_t errlen);
+
 int vhist_licence(vhist_t *self, const char *licence_id, const char *source, const char *id,
+                  json_t **out, char *err, size_t errlen)
+{
+    int rc = s_read(self, licence_id, source, id, out, err, errlen);
+    atomic_fetch_add(rc == 0 ? &self->ok : &self->failed, 1);
+    return rc;
+}
+
+static int s_read(vhist_t *self, const char *licence_id, const char *source, const char *id,
                   json_t **out, char *err, size_t errlen)
 {
     *out = NULL;

@@ -47,6 +47,12 @@ void vhist_destroy(vhist_t **self_p);
 int vhist_licence(vhist_t *self, const char *licence_id, const char *source, const char *id,
                   json_t **out, char *err, size_t errlen);
 
+/* Reads of the history that succeeded, and that failed (PostgreSQL unreachable, timed out,
+ * erring, or within retry_ms of a failure: the rules were then skipped with a note).  Safe to
+ * call from another thread. */
+unsigned long long vhist_reads_ok(const vhist_t *self);
+unsigned long long vhist_reads_failed(const vhist_t *self);
+
 /* One stateful rule.  type is the catalogue type without "pk.gov.emining.".  check gets the
  * licence's history (as vhist_licence returns it) and appends {"pointer","keyword","message"}
  * errors (the event is rejected) or notes; the keyword is the rule's name. */

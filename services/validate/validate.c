@@ -86,6 +86,7 @@ struct validate {
     em_http_t *http;
     em_metrics_t *metrics;
     em_metric_t *m_ok, *m_rejected, *m_malformed, *m_workers, *m_reloads, *m_reload_fail;
+    em_metric_t *m_state_ok, *m_state_failed;
     bool accept_unknown;
     pthread_mutex_t cat_mu; /* guards cat (the pointer, not the catalogue: that is immutable) */
     bool cat_mu_init;
@@ -235,13 +236,15 @@ static void s_handle_http(void *arg, em_http_req_t *req)
     validate_t *self = arg;
     const char *path = em_http_req_path(req);
     int alive = 0;
-    unsigned long long ok = 0, rej = 0, bad = 0;
+    unsigned long long ok = 0, rej = 0, bad = 0, sok = 0, sfail = 0;
 
     for (int i = 0; i < self->nworkers; i++) {
         alive += atomic_load(&self->workers[i].alive);
         ok += atomic_load(&self->workers[i].ok);
         rej += atomic_load(&self->workers[i].rejected);
         bad += atomic_load(&self->workers[i].malformed);
+        sok += vhist_reads_ok(self->workers[i].hist);
+        sfail += vhist_reads_failed(self->workers[i].hist);
     }
     if (strcmp(path, "/healthz") == 0) {
         em_http_respond(req, 200, "text/plain", "ok\n", 3);
@@ -255,6 +258,8 @@ static void s_handle_http(void *arg, em_http_req_t *req)
         s_sync_counter(self->m_ok, ok);
         s_sync_counter(self->m_rejected, rej);
         s_sync_counter(self->m_malformed, bad);
+        s_sync_counter(self->m_state_ok, sok);
+        s_sync_counter(self->m_state_failed, sfail);
         em_metric_set(self->m_workers, alive);
         char *text = em_metrics_render(self->metrics);
         em_http_respond(req, 200, "text/plain; version=0.0.4", text, strlen(text));
@@ -357,6 +362,14 @@ validate_t *validate_new(const char *config_path)
                                           "events checked, by verdict");
     self->m_malformed = em_metrics_counter(self->metrics, "malformed_messages_total", NULL,
                                            "pipeline messages that were not header + event");
+    self->m_state_ok = em_metrics_counter(
+        self->metrics, "state_reads_total", "result=\"ok\"",
+        "licence histories read for the stateful rules, by result (failed: rules skipped with a "
+        "note)");
+    self->m_state_failed = em_metrics_counter(
+        self->metrics, "state_reads_total", "result=\"failed\"",
+        "licence histories read for the stateful rules, by result (failed: rules skipped with a "
+        "note)");
     self->m_workers = em_metrics_gauge(self->metrics, "workers_alive", NULL,
                                        "worker threads running");
     self->m_reloads = em_metrics_counter(self->metrics, "schema_reloads_total", "result=\"ok\"",

@@ -98,10 +98,14 @@ em_eq "PostgreSQL unreachable for validate: accepted with a 'not checked' note p
 em_check "the note says why" grep -q '"message":"not checked: the archive could not be read (postgres connection failed' "$T/renew-revoked-2.jsonl"
 em_check "answered promptly (${ms} ms < 3000)" test "$ms" -lt 3000
 em_eq "validate still ready" "$(curl -s -o /dev/null -w '%{http_code}' "http://$EMINE_VALIDATE_HTTP/readyz")" 200
+em_check "validate /metrics counts the failed read" \
+    grep -q '^emine_validate_state_reads_total{result="failed"} 1$' <(curl -s "http://$EMINE_VALIDATE_HTTP/metrics")
 em_stop validate
 em_start validate && em_wait_ready validate
 mk renew-revoked-3 "$T/renew-revoked.json" 'e.id="ba-el-e2e-renew-revoked-again";'
 pub renew-revoked-3
 em_eq "PostgreSQL reachable again: the revoked licence's renewal is rejected again" \
     "$(res renew-revoked-3)" "rejected /data/licenceId licenceInForce"
+em_check "validate /metrics counts the successful read" \
+    grep -q '^emine_validate_state_reads_total{result="ok"} 1$' <(curl -s "http://$EMINE_VALIDATE_HTTP/metrics")
 em_done
