@@ -43,7 +43,8 @@ static const char *s_types_param =
 static const char *s_sql_history =
     "SELECT seq, type, envelope -> 'data' FROM ("
     " SELECT seq, type, envelope FROM events"
-    " WHERE (envelope #>> '{data,licenceId}') = $1 AND type = ANY($2::text[])"
+    " WHERE type LIKE 'pk.gov.emining.licence.%' AND (envelope #>> '{data,licenceId}') = $1"
+    "  AND type = ANY($2::text[])"
     "  AND seq < COALESCE((SELECT seq FROM events WHERE source = $3 AND id = $4),"
     "   9223372036854775807)"
     " ORDER BY seq DESC LIMIT " S_STR(VHIST_MAX) ") AS h ORDER BY seq";

@@ -430,7 +430,8 @@ static void test_history_uses_index(void **state)
     assert_int_equal(PQstatus(C.pg), CONNECTION_OK);
     s_exec("SET enable_seqscan = off");
     PGresult *r = PQexec(C.pg, "EXPLAIN SELECT seq FROM events"
-                               " WHERE (envelope #>> '{data,licenceId}') = 'PK-BA/ML-STATE-5'"
+                               " WHERE type LIKE 'pk.gov.emining.licence.%'"
+                               " AND (envelope #>> '{data,licenceId}') = 'PK-BA/ML-STATE-5'"
                                " AND type = ANY('{pk.gov.emining.licence.granted}'::text[])"
                                " AND seq < COALESCE((SELECT seq FROM events"
                                "  WHERE source = '/pk/test' AND id = 'x'), 9223372036854775807)"
