@@ -19,7 +19,9 @@
  *     the timeout per event; after a failure no connection is tried again for retry_ms, so the
  *     events in between are passed on at once.
  *
- * A reader (vhist_t) is one libpq connection: use one per thread. */
+ * A reader (vhist_t) is one libpq connection: use one per thread.  The timeout bounds the TCP
+ * connection, the startup and the query; a host *name* in the DSN is resolved by libpq
+ * synchronously, outside it (give an address, or hostaddr, for a strict bound). */
 #ifndef VALIDATE_STATE_H
 #define VALIDATE_STATE_H
 #include <jansson.h>
