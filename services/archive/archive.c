@@ -69,6 +69,8 @@ typedef struct {
     size_t rawlen;      /* its length */
     bool ok;            /* verdict ok and the event is archivable */
     json_t *in_errors;  /* errors of a rejected verdict or of archive's own checks (owned) */
+    json_t *notes;      /* validate's non-rejecting findings: a non-empty array, or NULL (owned) */
+    char *notes_text;   /* notes as JSON text for the notes column (owned), NULL when none */
     const char *ing;    /* borrowed from hdr: ingest id to ack, NULL for none */
     const char *id;     /* borrowed (hdr or ev) */
     const char *source; /* borrowed (hdr or ev) */
@@ -120,6 +122,8 @@ static void s_item_clear(archive_item_t *it)
     json_decref(it->ev);
     json_decref(it->in_errors);
     json_decref(it->out_errors);
+    json_decref(it->notes);
+    free(it->notes_text);
     free(it->raw);
     memset(it, 0, sizeof *it);
 }
@@ -140,6 +144,29 @@ static void s_item_error(archive_item_t *it, const char *pointer, const char *ke
         it->in_errors = em_errors_new();
     em_errors_add(it->in_errors, pointer, keyword, "%s", msg);
     it->ok = false;
+}
+
+/* Takes the header's "notes" when it is a non-empty array of objects (anything else is
+ * ignored: notes never decide an outcome), with its text for the notes column: \u0000 made
+ * U+FFFD so that jsonb takes it. */
+static void s_scrub_nul(char *text);
+static void s_item_notes(archive_item_t *it)
+{
+    json_t *n = json_object_get(it->hdr, "notes");
+    size_t i;
+    json_t *x;
+    if (!json_is_array(n) || json_array_size(n) == 0)
+        return;
+    json_array_foreach(n, i, x)
+    {
+        if (!json_is_object(x))
+            return;
+    }
+    it->notes_text = json_dumps(n, JSON_COMPACT);
+    if (!it->notes_text)
+        return;
+    s_scrub_nul(it->notes_text);
+    it->notes = json_incref(n);
 }
 
 /* Fills an item from a received message: 2 frames (header, raw text).  Anything malformed
@@ -190,6 +217,7 @@ static void s_item_fill(archive_item_t *it, const em_msg_t *msg)
         it->ok = false;
     }
     json_decref(perr);
+    s_item_notes(it);
     if (it->ok && !json_is_object(it->ev))
         s_item_error(it, "", "type", "event is not a JSON object");
     if (it->ok && (!it->id || !*it->id || !it->source || !*it->source || !it->type))
@@ -280,11 +308,11 @@ static char *s_text_safe(const char *s, size_t len)
 static const char *s_sql_insert =
     "WITH ins AS ("
     " INSERT INTO events (seq, source, id, type, subject, time, received_at, producer,"
-    "  visibility, projectid, province, envelope, digest, chain)"
+    "  visibility, projectid, province, envelope, digest, chain, notes)"
     " VALUES ($1::bigint, $2, $3, $4, $5,"
     "  timestamptz 'epoch' + $6::bigint * interval '1 microsecond',"
     "  COALESCE(to_timestamp($7::double precision / 1000), now()), COALESCE($8, ''),"
-    "  $9, $10, $11, $12::jsonb, $13, $14)"
+    "  $9, $10, $11, $12::jsonb, $13, $14, $15::jsonb)"
     " ON CONFLICT (source, id) DO NOTHING RETURNING seq)"
     " SELECT 'new', seq, NULL::text FROM ins"
     " UNION ALL"
@@ -305,14 +333,14 @@ static const char *s_sql_lookup =
 
 static const char *s_sql_insert_many =
     "INSERT INTO events (seq, source, id, type, subject, time, received_at, producer,"
-    " visibility, projectid, province, envelope, digest, chain)"
+    " visibility, projectid, province, envelope, digest, chain, notes)"
     " SELECT r.seq, r.source, r.id, r.type, r.subject,"
     "  timestamptz 'epoch' + r.tus * interval '1 microsecond',"
     "  COALESCE(to_timestamp(r.rcv / 1000), now()), COALESCE(r.prod, ''), r.visibility,"
-    "  r.projectid, r.province, r.raw::jsonb, r.digest, r.chain"
+    "  r.projectid, r.province, r.raw::jsonb, r.digest, r.chain, r.notes::jsonb"
     " FROM jsonb_to_recordset($1::jsonb) AS r(seq bigint, source text, id text, type text,"
     "  subject text, tus bigint, rcv double precision, prod text, visibility text,"
-    "  projectid text, province text, raw text, digest text, chain text)"
+    "  projectid text, province text, raw text, digest text, chain text, notes text)"
     " ORDER BY r.seq";
 
 static const char *s_sql_dead_many =
@@ -543,7 +571,7 @@ static int s_connect(archive_t *self)
         self->migrated = true;
     }
     if (!self->prepared) {
-        if (em_store_prepare(self->store, "archive_insert", s_sql_insert, 14) != 0 ||
+        if (em_store_prepare(self->store, "archive_insert", s_sql_insert, 15) != 0 ||
             em_store_prepare(self->store, "archive_dead", s_sql_dead, 9) != 0 ||
             em_store_prepare(self->store, "archive_lookup", s_sql_lookup, 1) != 0 ||
             em_store_prepare(self->store, "archive_insert_many", s_sql_insert_many, 1) != 0 ||
@@ -662,7 +690,7 @@ static int s_apply(archive_t *self, archive_item_t *it, int64_t *seq, char chain
         EM_LOG_ERROR(MOD, "chain: bad hex in the previous chain or digest");
         return -1;
     }
-    const char *v[14] = {next,
+    const char *v[15] = {next,
                          it->source,
                          it->id,
                          it->type,
@@ -675,8 +703,9 @@ static int s_apply(archive_t *self, archive_item_t *it, int64_t *seq, char chain
                          s_attr(it, "province"),
                          it->raw,
                          it->digest,
-                         next_chain};
-    PGresult *res = em_store_exec(self->store, "archive_insert", 14, v);
+                         next_chain,
+                         it->notes_text};
+    PGresult *res = em_store_exec(self->store, "archive_insert", 15, v);
     if (!res)
         return -1;
     if (PQntuples(res) != 1) {
@@ -885,7 +914,7 @@ static int s_transaction_set(archive_t *self)
                 s_set_str(row, "province", s_attr(it, "province")) ||
                 json_object_set_new(row, "raw", json_stringn(it->raw, it->rawlen)) ||
                 s_set_str(row, "digest", it->digest) || s_set_str(row, "chain", next_chain) ||
-                json_array_append_new(rows, row))
+                s_set_str(row, "notes", it->notes_text) || json_array_append_new(rows, row))
                 goto done;
             continue;
         }
@@ -1004,6 +1033,10 @@ static void s_publish_acks(archive_t *self)
                 json_object_set_new(r, "seq", json_integer(it->seq));
             if (it->out_errors)
                 json_object_set(r, "errors", it->out_errors);
+            /* Notes with the outcome they belong to: the event just archived (or refused);
+             * a duplicate's or a conflict's answer is about the original and carries none. */
+            if (it->notes && (it->status == ST_ACCEPTED || it->status == ST_REJECTED))
+                json_object_set(r, "notes", it->notes);
             if (it->id)
                 json_object_set_new(r, "id", json_string(it->id));
             if (it->source)
@@ -1148,7 +1181,8 @@ static int s_parse_u64(const char *s, long long *out)
 }
 
 /* GET /v1/events?after=SEQ&limit=N[&type=T][&source=S][&subject=S][&projectid=P]
- * -> {"events":[{"seq":N,"event":{...}}]} in seq order, at most limit (<= 1000) events, with
+ * -> {"events":[{"seq":N,"event":{...}[,"notes":[...]]}]} in seq order (notes: validate's
+ * findings that did not reject, present only when there are some), at most limit (<= 1000) events, with
  * the archived envelopes as PostgreSQL renders them (numbers exact).  Exact-match filters. */
 static void s_http_events(archive_t *self, em_http_req_t *req)
 {
@@ -1177,7 +1211,8 @@ static void s_http_events(archive_t *self, em_http_req_t *req)
                         em_http_req_query(req, "subject"),
                         em_http_req_query(req, "projectid")};
     PGresult *res = em_store_query(self->store,
-                                   "SELECT seq, envelope::text FROM events WHERE seq > $1::bigint"
+                                   "SELECT seq, envelope::text, notes::text FROM events"
+                                   " WHERE seq > $1::bigint"
                                    " AND ($3::text IS NULL OR type = $3)"
                                    " AND ($4::text IS NULL OR source = $4)"
                                    " AND ($5::text IS NULL OR subject = $5)"
@@ -1200,6 +1235,11 @@ static void s_http_events(archive_t *self, em_http_req_t *req)
         s_buf_add(&b, seq, strlen(seq));
         s_buf_add(&b, ",\"event\":", 9);
         s_buf_add(&b, env, strlen(env));
+        if (!PQgetisnull(res, i, 2)) {
+            const char *notes = PQgetvalue(res, i, 2);
+            s_buf_add(&b, ",\"notes\":", 9);
+            s_buf_add(&b, notes, strlen(notes));
+        }
         s_buf_add(&b, "}", 1);
     }
     s_buf_add(&b, "]}", 2);

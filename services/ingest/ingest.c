@@ -528,8 +528,14 @@ static void s_handle_acks(ingest_t *self)
         if (self->inflight > 0)
             self->inflight--;
         json_t *errors = json_object_get(r, "errors");
+        json_t *notes = json_object_get(r, "notes");
         s_set_result(self, p, idx, status, json_integer_value(json_object_get(r, "seq")),
                      errors ? json_incref(errors) : NULL);
+        /* validate's findings that did not reject (e.g. a discovery notified late) reach the
+         * producer with the outcome: the result object is the HTTP body of a single event
+         * and an entry of "results" otherwise. */
+        if (json_is_array(notes) && json_array_size(notes) > 0)
+            json_object_set(json_array_get(p->results, idx), "notes", notes);
         if (p->remaining == 0)
             s_finish(self, p);
     }

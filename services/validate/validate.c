@@ -15,6 +15,7 @@
 
 #include "catalogue.h"
 #include "em.h"
+#include "state.h"
 
 #define VALIDATE_MAX_WORKERS 64
 
@@ -27,6 +28,10 @@ typedef struct {
     int drain_ms;   /* how long a worker keeps draining after SIGTERM */
     char *schemas;  /* the catalogue folder */
     char *unknown_types; /* reject | accept */
+    bool state_rules;    /* run the rules that read the archive (state.h) */
+    char *state_dsn;     /* their PostgreSQL (empty: [pg] dsn) */
+    int state_timeout_ms; /* bound of a connection or a query */
+    int state_retry_ms;  /* after a failure, no new connection attempt for this long */
 } validate_cfg_t;
 
 static const em_config_entry_t s_config[] = {
@@ -45,6 +50,19 @@ static const em_config_entry_t s_config[] = {
      "the event catalogue: <type>/<N>.json per type and version, defs.json (reloaded on SIGHUP)"},
     {EM_CFG_STR, "validate", "unknown_types", "reject", offsetof(validate_cfg_t, unknown_types),
      "an event whose type is not in the catalogue: reject (at /type) or accept unchecked"},
+    {EM_CFG_BOOL, "validate", "state_rules", "true", offsetof(validate_cfg_t, state_rules),
+     "run the domain rules that read a licence's archived history (licenceInForce, "
+     "kpTransferAfter2YearsOfGrant, renewedAreaNotLarger)"},
+    {EM_CFG_STR, "validate", "state_dsn", "", offsetof(validate_cfg_t, state_dsn),
+     "PostgreSQL for those rules, read-only (empty: [pg] dsn); a role with SELECT on events "
+     "is enough"},
+    {EM_CFG_INT, "validate", "state_timeout_ms", "1000",
+     offsetof(validate_cfg_t, state_timeout_ms),
+     "bound of the connection and of each query of those rules; beyond it the rules are "
+     "skipped with a note"},
+    {EM_CFG_INT, "validate", "state_retry_ms", "2000", offsetof(validate_cfg_t, state_retry_ms),
+     "after PostgreSQL failed them, how long those rules are skipped (with a note) before a "
+     "new connection is tried"},
     {EM_CFG_END, NULL, NULL, NULL, 0, NULL},
 };
 
@@ -54,6 +72,7 @@ typedef struct {
     bool started;
     void *in;  /* PULL from ingest */
     void *out; /* PUSH to archive */
+    vhist_t *hist; /* the worker's reader of the archive for the stateful rules, or NULL */
     atomic_ullong ok;
     atomic_ullong rejected;
     atomic_ullong malformed; /* internal messages that were not 2 frames of header + event */
@@ -67,6 +86,7 @@ struct validate {
     em_http_t *http;
     em_metrics_t *metrics;
     em_metric_t *m_ok, *m_rejected, *m_malformed, *m_workers, *m_reloads, *m_reload_fail;
+    em_metric_t *m_state_ok, *m_state_failed;
     bool accept_unknown;
     pthread_mutex_t cat_mu; /* guards cat (the pointer, not the catalogue: that is immutable) */
     bool cat_mu_init;
@@ -85,6 +105,12 @@ json_t *validate_event(const json_t *hdr, const char *raw, size_t len, int max_d
 json_t *validate_event_cat(const struct vcat *cat, bool accept_unknown, const json_t *hdr,
                            const char *raw, size_t len, int max_depth)
 {
+    return validate_event_state(cat, accept_unknown, NULL, hdr, raw, len, max_depth);
+}
+
+json_t *validate_event_state(const struct vcat *cat, bool accept_unknown, struct vhist *hist,
+                             const json_t *hdr, const char *raw, size_t len, int max_depth)
+{
     json_t *out = json_is_object(hdr) ? json_deep_copy(hdr) : json_object();
     json_t *errors = NULL;
     json_t *notes = json_array();
@@ -98,6 +124,9 @@ json_t *validate_event_cat(const struct vcat *cat, bool accept_unknown, const js
             em_event_check(event, errors);
         if (cat && json_is_object(event))
             vcat_check(cat, event, accept_unknown, errors, notes);
+        /* Only an event that passed everything else costs a query. */
+        if (hist && json_is_object(event) && json_array_size(errors) == 0)
+            vstate_check(hist, event, errors, notes);
         for (size_t i = 0; json_is_object(event) && i < sizeof s_attrs / sizeof *s_attrs; i++) {
             const char *v = em_event_str(event, s_attrs[i]);
             if (v)
@@ -145,8 +174,8 @@ static void s_worker_handle(validate_worker_t *w)
     pthread_mutex_lock(&self->cat_mu);
     vcat_t *cat = vcat_ref(self->cat);
     pthread_mutex_unlock(&self->cat_mu);
-    json_t *verdict =
-        validate_event_cat(cat, self->accept_unknown, hdr, raw, rlen, self->cfg.max_depth);
+    json_t *verdict = validate_event_state(cat, self->accept_unknown, w->hist, hdr, raw, rlen,
+                                           self->cfg.max_depth);
     vcat_unref(&cat);
     const char *v = json_string_value(json_object_get(verdict, "verdict"));
     bool ok = v && strcmp(v, "ok") == 0;
@@ -207,13 +236,15 @@ static void s_handle_http(void *arg, em_http_req_t *req)
     validate_t *self = arg;
     const char *path = em_http_req_path(req);
     int alive = 0;
-    unsigned long long ok = 0, rej = 0, bad = 0;
+    unsigned long long ok = 0, rej = 0, bad = 0, sok = 0, sfail = 0;
 
     for (int i = 0; i < self->nworkers; i++) {
         alive += atomic_load(&self->workers[i].alive);
         ok += atomic_load(&self->workers[i].ok);
         rej += atomic_load(&self->workers[i].rejected);
         bad += atomic_load(&self->workers[i].malformed);
+        sok += vhist_reads_ok(self->workers[i].hist);
+        sfail += vhist_reads_failed(self->workers[i].hist);
     }
     if (strcmp(path, "/healthz") == 0) {
         em_http_respond(req, 200, "text/plain", "ok\n", 3);
@@ -227,6 +258,8 @@ static void s_handle_http(void *arg, em_http_req_t *req)
         s_sync_counter(self->m_ok, ok);
         s_sync_counter(self->m_rejected, rej);
         s_sync_counter(self->m_malformed, bad);
+        s_sync_counter(self->m_state_ok, sok);
+        s_sync_counter(self->m_state_failed, sfail);
         em_metric_set(self->m_workers, alive);
         char *text = em_metrics_render(self->metrics);
         em_http_respond(req, 200, "text/plain; version=0.0.4", text, strlen(text));
@@ -271,6 +304,10 @@ validate_t *validate_new(const char *config_path)
         EM_LOG_ERROR("config", "validate.workers must be 1..%d", VALIDATE_MAX_WORKERS);
         goto fail;
     }
+    if (self->cfg.state_timeout_ms < 1 || self->cfg.state_retry_ms < 0) {
+        EM_LOG_ERROR("config", "validate.state_timeout_ms must be >= 1 and state_retry_ms >= 0");
+        goto fail;
+    }
     if (strcmp(self->cfg.unknown_types, "reject") != 0 &&
         strcmp(self->cfg.unknown_types, "accept") != 0) {
         EM_LOG_ERROR("config", "validate.unknown_types must be reject or accept, not %s",
@@ -308,6 +345,15 @@ validate_t *validate_new(const char *config_path)
         }
         int timeout = 500;
         zmq_setsockopt(w->out, ZMQ_SNDTIMEO, &timeout, sizeof timeout);
+        if (self->cfg.state_rules) {
+            w->hist = vhist_new(*self->cfg.state_dsn ? self->cfg.state_dsn
+                                                     : self->cfg.shared.pg_dsn,
+                                self->cfg.state_timeout_ms, self->cfg.state_retry_ms);
+            if (!w->hist) {
+                EM_LOG_ERROR("state", "out of memory");
+                goto fail;
+            }
+        }
     }
     self->metrics = em_metrics_new("emine_validate");
     self->m_ok = em_metrics_counter(self->metrics, "events_total", "verdict=\"ok\"",
@@ -316,6 +362,14 @@ validate_t *validate_new(const char *config_path)
                                           "events checked, by verdict");
     self->m_malformed = em_metrics_counter(self->metrics, "malformed_messages_total", NULL,
                                            "pipeline messages that were not header + event");
+    self->m_state_ok = em_metrics_counter(
+        self->metrics, "state_reads_total", "result=\"ok\"",
+        "licence histories read for the stateful rules, by result (failed: rules skipped with a "
+        "note)");
+    self->m_state_failed = em_metrics_counter(
+        self->metrics, "state_reads_total", "result=\"failed\"",
+        "licence histories read for the stateful rules, by result (failed: rules skipped with a "
+        "note)");
     self->m_workers = em_metrics_gauge(self->metrics, "workers_alive", NULL,
                                        "worker threads running");
     self->m_reloads = em_metrics_counter(self->metrics, "schema_reloads_total", "result=\"ok\"",
@@ -399,6 +453,7 @@ void validate_destroy(validate_t **self_p)
                 pthread_join(self->workers[i].thread, NULL);
             em_bus_close(&self->workers[i].in);
             em_bus_close(&self->workers[i].out);
+            vhist_destroy(&self->workers[i].hist);
         }
         em_http_destroy(&self->http);
         em_metrics_destroy(&self->metrics);

@@ -29,4 +29,11 @@ struct vcat;
 json_t *validate_event_cat(const struct vcat *cat, bool accept_unknown, const json_t *hdr,
                            const char *raw, size_t len, int max_depth);
 
+/* The same, followed by the stateful rules of state.h when hist != NULL and the event has no
+ * error so far: they read the licence's archived history through hist (a reader owned by the
+ * calling thread); when the archive cannot be read they are skipped with a note each. */
+struct vhist;
+json_t *validate_event_state(const struct vcat *cat, bool accept_unknown, struct vhist *hist,
+                             const json_t *hdr, const char *raw, size_t len, int max_depth);
+
 #endif

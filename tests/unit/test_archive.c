@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <glob.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -64,6 +65,29 @@ static void s_push(long long req, int idx, const char *id, const char *raw, cons
                           "/pk/test", "verdict", verdict);
     if (errors)
         json_object_set_new(h, "errors", json_loads(errors, 0, NULL));
+    char *ht = json_dumps(h, JSON_COMPACT);
+    const void *data[2] = {ht, raw};
+    size_t lens[2] = {strlen(ht), strlen(raw)};
+    assert_int_equal(em_bus_sendv(C.push, data, lens, 2, 0), 0);
+    free(ht);
+    json_decref(h);
+}
+
+/* The same as s_push_ok with validate's "notes" (JSON text) in the header. */
+static void s_push_notes(long long req, int idx, const char *id, const char *raw,
+                         const char *notes)
+{
+    char digest[65] = "";
+    json_t *errs = NULL;
+    json_t *ev = em_json_parse(raw, strlen(raw), 64, &errs);
+    assert_non_null(ev);
+    assert_int_equal(em_jcs_digest_hex(ev, digest), 0);
+    json_decref(ev);
+    json_t *h = json_pack("{s:s, s:I, s:i, s:s, s:I, s:s, s:s, s:s, s:s, s:o}", "ing",
+                          "ing-test", "req", (json_int_t)req, "idx", idx, "prod", "tester",
+                          "rcv", (json_int_t)em_now_ms(), "digest", digest, "id", id, "source",
+                          "/pk/test", "verdict", "ok", "notes", json_loads(notes, JSON_ALLOW_NUL, NULL));
+    assert_non_null(h);
     char *ht = json_dumps(h, JSON_COMPACT);
     const void *data[2] = {ht, raw};
     size_t lens[2] = {strlen(ht), strlen(raw)};
@@ -310,7 +334,16 @@ static void test_migrations_applied(void **state)
     s_assert_scalar("SELECT string_agg(version || ':' || name, ',' ORDER BY version)"
                     " FROM schema_migrations WHERE version = 1",
                     NULL, "1:001_init.sql");
-    s_assert_scalar("SELECT count(*) = max(version) FROM schema_migrations", NULL, "t");
+    /* Every NNN_name.sql of the folder is recorded (numbers need not be contiguous: each
+     * branch of development takes its own). */
+    glob_t gl;
+    assert_int_equal(glob("services/archive/migrations/[0-9][0-9][0-9]_*.sql", 0, NULL, &gl), 0);
+    char want[16];
+    snprintf(want, sizeof want, "%zu", gl.gl_pathc);
+    globfree(&gl);
+    s_assert_scalar("SELECT count(*) FROM schema_migrations", NULL, want);
+    s_assert_scalar("SELECT count(*) FROM schema_migrations WHERE name = '006_notes.sql'", NULL,
+                    "1");
     s_assert_scalar("SELECT count(*) FROM information_schema.tables WHERE table_name IN"
                     " ('events', 'rejected_events', 'cursors')",
                     NULL, "3");
@@ -761,6 +794,109 @@ static void test_chain_recomputed(void **state)
     PQclear(r);
 }
 
+/* The archive under test keeps its batch open (test_standby_then_shutdown_flush left it with
+ * a long batch_ms): reads what was pushed, flushes by hand and collects n acks. */
+static json_t *s_flush_acks(size_t n)
+{
+    s_settle(C.arch, 300);
+    assert_int_equal(archive_flush(C.arch), 0);
+    return s_acks(C.arch, n, 5000);
+}
+
+/* Notes travel from the header to the ack and to the notes column in the same transaction as
+ * the row, on the set path and on the event-by-event path; GET /v1/events returns them; a
+ * duplicate's ack carries none; the chain covers the event, not the notes. */
+static void test_notes(void **state)
+{
+    (void)state;
+    static const char *late = "[{\"pointer\":\"/data/notifiedOn\","
+                              "\"keyword\":\"discoveryNotifiedLate\",\"message\":\"late\"}]";
+    long long req = C.req++;
+    char *a = s_event("notes-a", "{}");
+    char *b = s_event("notes-b", "{}");
+    s_push_notes(req, 0, "notes-a", a, late);
+    s_push_ok(req, 1, "notes-b", b);
+    /* not an array of objects: ignored */
+    char *c = s_event("notes-c", "{}");
+    s_push_notes(req, 2, "notes-c", c, "[1]");
+    json_t *acks = s_flush_acks(3);
+    assert_int_equal(json_array_size(acks), 3);
+    s_expect(acks, req, 0, "accepted", 14);
+    s_expect(acks, req, 1, "accepted", 15);
+    s_expect(acks, req, 2, "accepted", 16);
+    json_t *n = json_object_get(s_find(acks, req, 0), "notes");
+    assert_int_equal(json_array_size(n), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(n, 0), "keyword")),
+                        "discoveryNotifiedLate");
+    assert_null(json_object_get(s_find(acks, req, 1), "notes"));
+    assert_null(json_object_get(s_find(acks, req, 2), "notes"));
+    json_decref(acks);
+    s_assert_scalar("SELECT string_agg(id || '=' || coalesce(notes->0->>'keyword', '-'), ','"
+                    " ORDER BY seq) FROM events WHERE id LIKE 'notes-%'",
+                    NULL, "notes-a=discoveryNotifiedLate,notes-b=-,notes-c=-");
+
+    /* A duplicate re-send: the original seq, no notes. */
+    req = C.req++;
+    s_push_notes(req, 0, "notes-a", a, late);
+    acks = s_flush_acks(1);
+    s_expect(acks, req, 0, "duplicate", 14);
+    assert_null(json_object_get(s_find(acks, req, 0), "notes"));
+    json_decref(acks);
+
+    /* The event-by-event path (a refused row in the batch) keeps the notes of the others. */
+    PGresult *r = PQexec(C.pg, "ALTER TABLE events ADD CONSTRAINT test_no_poison2"
+                               " CHECK (id <> 'poison2')");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    req = C.req++;
+    char *d = s_event("notes-d", "{}");
+    char *p = s_event("poison2", "{}");
+    s_push_notes(req, 0, "poison2", p, late);
+    s_push_notes(req, 1, "notes-d", d, "[{\"pointer\":\"\",\"keyword\":\"k\",\"message\":\"a\\u0000b\"}]");
+    acks = s_flush_acks(2);
+    s_expect(acks, req, 1, "accepted", 17);
+    assert_string_equal(json_string_value(json_object_get(s_find(acks, req, 0), "status")),
+                        "rejected");
+    json_decref(acks);
+    r = PQexec(C.pg, "ALTER TABLE events DROP CONSTRAINT test_no_poison2");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    s_assert_scalar("SELECT notes->0->>'keyword' FROM events WHERE id = 'notes-d'", NULL, "k");
+
+    /* GET /v1/events: notes beside the event, only where there are some. */
+    http_get_t g;
+    const char *body;
+    assert_int_equal(s_http_get(C.arch, &g, "/v1/events?after=13&limit=4", &body), 200);
+    json_t *j = json_loads(body, 0, NULL);
+    json_t *evs = json_object_get(j, "events");
+    assert_int_equal(json_array_size(evs), 4);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(json_array_get(evs, 0), "notes"), 0),
+                            "keyword")),
+                        "discoveryNotifiedLate");
+    assert_null(json_object_get(json_array_get(evs, 1), "notes"));
+    assert_non_null(json_object_get(json_array_get(evs, 3), "notes"));
+    json_decref(j);
+
+    /* The chain and the digests are those of the events alone. */
+    r = PQexec(C.pg, "SELECT envelope::text, digest FROM events WHERE seq >= 14 ORDER BY seq");
+    assert_int_equal(PQntuples(r), 4);
+    for (int i = 0; i < PQntuples(r); i++) {
+        json_t *errs = NULL;
+        json_t *ev = em_json_parse(PQgetvalue(r, i, 0), strlen(PQgetvalue(r, i, 0)), 64, &errs);
+        char dg[65];
+        assert_int_equal(em_jcs_digest_hex(ev, dg), 0);
+        assert_string_equal(dg, PQgetvalue(r, i, 1));
+        json_decref(ev);
+    }
+    PQclear(r);
+    free(a);
+    free(b);
+    free(c);
+    free(d);
+    free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -777,6 +913,7 @@ int main(void)
         cmocka_unit_test(test_standby_then_shutdown_flush),
         cmocka_unit_test(test_mixed_batch),
         cmocka_unit_test(test_chain_recomputed),
+        cmocka_unit_test(test_notes),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }
