@@ -201,6 +201,10 @@ static int s_group_setup(void **state)
         s_sql(ddl);
         free(ddl);
     }
+    char *tz = s_read_file("services/archive/migrations/007_subscription_timezone.sql");
+    assert_non_null(tz);
+    s_sql(tz);
+    free(tz);
     s_sql("INSERT INTO organisations (id, kind, party_ids, source_prefixes) VALUES"
           " ('mhd', 'enterprise', '{0045121}', '{/operators/mhd}'),"
           " ('rival', 'enterprise', '{999}', '{/operators/rival}');"
