@@ -699,6 +699,8 @@ static int s_compile(tmpl_t *t, const char *text, char kind, const json_t *props
         }
         t->nparts++;
         s = close + 2;
+        char orig[600];
+        memcpy(orig, inner, n + 1); /* for messages: strtok_r cuts inner */
         /* path|filter:arg|filter */
         char *save = NULL, *tok = strtok_r(inner, "|", &save);
         char why[300], empty[1] = "";
@@ -743,7 +745,7 @@ static int s_compile(tmpl_t *t, const char *text, char kind, const json_t *props
                 s_err(err, errlen, file, t->line,
                       "'%s': unknown filter '%s' in {{%s}} (known: date, time, number, qty, "
                       "money, text, glossary:TABLE, pick:PATH, each:PART, join, count, "
-                      "else:PATH, default:TEXT)", t->key, ft, pathtext);
+                      "else:PATH, default:TEXT)", t->key, ft, orig);
                 return -1;
             }
             if (s_filters[fi].arg && (!arg || !*arg)) {
