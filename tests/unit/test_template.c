@@ -597,6 +597,65 @@ static void test_missing_fallback_hostile(void **state)
     em_template_destroy(&t);
 }
 
+/* Every data member of every fixture replaced by hostile or odd values, many times over: the
+ * output invariants hold in every language (Urdu: every Latin letter and digit isolated). */
+static void test_random_values(void **state)
+{
+    (void)state;
+    static const char *pool[] = {
+        "null", "true", "0", "-1", "1e300", "-0.000001", "123456789012345678", "52.76",
+        "\"\"", "\"PK-BA/ML-1\"", "\"\\u202e\\u2066x\\u2069\\u2069\"", "\"a\\nb\\tc\"",
+        "\"2026-04-02T21:30:00+05:00\"", "\"2026-13-40\"", "\"2024-02-29\"", "\"\\u0628\\u0644\"",
+        "\"\\u94dc\"", "\"copper\"", "\"ML\"", "[]", "[1,[2,[3]]]", "[\"zinc\",\"lead\",null]",
+        "{}", "{\"en\":\"x\",\"ur\":\"\\u0633\"}", "{\"value\":\"9\",\"unit\":\"t\"}",
+        "{\"amount\":\"-12345.678\",\"currency\":\"PKR\"}", "[{\"party\":{\"name\":7}}]",
+        "[{\"quantity\":{\"value\":1.5,\"unit\":\"kg\"},\"mineral\":{},\"product\":[]}]"};
+    const size_t npool = sizeof pool / sizeof *pool;
+    em_template_t *t = s_load();
+    json_t *events = json_array();
+    s_fixture_events(events);
+    unsigned seed = 12345;
+    int renders = 0;
+    for (int round = 0; round < 20; round++) {
+        size_t i;
+        json_t *orig;
+        json_array_foreach(events, i, orig)
+        {
+            json_t *ev = json_deep_copy(orig);
+            json_t *data = json_object_get(ev, "data");
+            const char *k;
+            json_t *v;
+            void *tmp;
+            json_object_foreach_safe(data, tmp, k, v)
+            {
+                seed = seed * 1103515245u + 12345u;
+                if ((seed >> 16) % 3 == 0)
+                    continue; /* keep some members as they are */
+                json_t *nv = json_loads(pool[(seed >> 8) % npool], JSON_DECODE_ANY, NULL);
+                assert_non_null(nv);
+                json_object_set_new(data, k, nv);
+            }
+            seed = seed * 1103515245u + 12345u;
+            if ((seed >> 16) % 5 == 0)
+                json_object_set_new(ev, "province", json_integer(7));
+            for (int l = 0; s_langs[l]; l++) {
+                char out[EM_TEMPLATE_MAX_OUT + 1];
+                int missing = -1;
+                assert_int_equal(em_template_render(t, s_langs[l], s_zones[round % 2], ev, out,
+                                                    sizeof out, NULL, &missing),
+                                 0);
+                assert_true(missing >= 0);
+                s_check_output("random values", out, strcmp(s_langs[l], "ur") == 0);
+                renders++;
+            }
+            json_decref(ev);
+        }
+    }
+    print_message("%d renders of randomly altered events\n", renders);
+    json_decref(events);
+    em_template_destroy(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -606,6 +665,7 @@ int main(void)
         cmocka_unit_test(test_time_zones),
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_missing_fallback_hostile),
+        cmocka_unit_test(test_random_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
