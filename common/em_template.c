@@ -625,16 +625,17 @@ static const char *s_check_fmt(const char *f)
     return NULL;
 }
 
-/* The properties of every version of the data schema of type key, merged; NULL when there is
- * no schema folder for it (new reference). */
-static json_t *s_schema_props(const char *schemas_dir, const char *key)
+/* The data schemas of type key: {"versions": [each <schemas_dir>/<key>/<version>.json], "defs":
+ * <schemas_dir>/defs.json or null}; NULL when there is no schema folder for it (new reference).
+ */
+static json_t *s_schema_load(const char *schemas_dir, const char *key)
 {
     char dirpath[1024];
     snprintf(dirpath, sizeof dirpath, "%s/%s", schemas_dir, key);
     DIR *d = opendir(dirpath);
     if (!d)
         return NULL;
-    json_t *props = json_object();
+    json_t *versions = json_array();
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         size_t n = strlen(de->d_name);
@@ -642,17 +643,133 @@ static json_t *s_schema_props(const char *schemas_dir, const char *key)
             continue;
         char fp[1400];
         snprintf(fp, sizeof fp, "%s/%s", dirpath, de->d_name);
-        json_t *s = json_load_file(fp, 0, NULL);
-        json_object_update(props, json_object_get(s, "properties"));
-        json_decref(s);
+        json_t *v = json_load_file(fp, 0, NULL);
+        if (v)
+            json_array_append_new(versions, v);
     }
     closedir(d);
-    return props;
+    snprintf(dirpath, sizeof dirpath, "%s/defs.json", schemas_dir);
+    json_t *defs = json_load_file(dirpath, 0, NULL);
+    return json_pack("{s:o,s:o}", "versions", versions, "defs", defs ? defs : json_null());
+}
+
+/* Follows "$ref" from node: "#/..." within *doc, "<file>#/..." naming defs.json in defs.
+ * Returns the target (borrowed, *doc updated) or NULL when it cannot be followed. */
+static const json_t *s_schema_deref(const json_t *node, const json_t **doc, const json_t *defs)
+{
+    for (int hops = 0; hops < 16; hops++) {
+        const char *ref = json_string_value(json_object_get(node, "$ref"));
+        if (!ref)
+            return node;
+        const char *hash = strchr(ref, '#');
+        if (!hash)
+            return NULL;
+        if (hash != ref) {
+            size_t n = (size_t)(hash - ref);
+            if (n < 9 || strncmp(hash - 9, "defs.json", 9) != 0 || !json_is_object(defs))
+                return NULL;
+            *doc = defs;
+        }
+        const json_t *t = *doc;
+        char seg[128];
+        for (const char *p = hash + 1; t && *p == '/';) {
+            size_t n = strcspn(p + 1, "/");
+            if (n >= sizeof seg)
+                return NULL;
+            memcpy(seg, p + 1, n);
+            seg[n] = '\0';
+            t = json_object_get(t, seg);
+            p += n + 1;
+        }
+        if (!t)
+            return NULL;
+        node = t;
+    }
+    return NULL;
+}
+
+/* Whether the member path seg[0..n) may exist under schema node: -1 yes (or the schema does
+ * not say), else the index of the first segment it cannot have. */
+static int s_schema_walk(const json_t *node, const json_t *doc, const json_t *defs,
+                         char *const *seg, int n, int at, int depth)
+{
+    if (at == n || depth > 32)
+        return -1;
+    node = s_schema_deref(node, &doc, defs);
+    if (!json_is_object(node))
+        return -1;
+    const json_t *props = json_object_get(node, "properties");
+    const json_t *items = json_object_get(node, "items");
+    const json_t *sub = json_object_get(props, seg[at]);
+    if (sub)
+        return s_schema_walk(sub, doc, defs, seg, n, at + 1, depth + 1);
+    if (items && seg[at][0] && strspn(seg[at], "0123456789") == strlen(seg[at]))
+        return s_schema_walk(items, doc, defs, seg, n, at + 1, depth + 1);
+    bool combos = false;
+    int worst = at;
+    static const char *kw[] = {"allOf", "anyOf", "oneOf"};
+    for (int k = 0; k < 3; k++) {
+        size_t i;
+        json_t *b;
+        json_array_foreach(json_object_get(node, kw[k]), i, b)
+        {
+            combos = true;
+            int r = s_schema_walk(b, doc, defs, seg, n, at, depth + 1);
+            if (r < 0)
+                return -1;
+            if (r > worst)
+                worst = r;
+        }
+    }
+    static const char *cond[] = {"then", "else"};
+    for (int k = 0; k < 2; k++) {
+        const json_t *b = json_object_get(node, cond[k]);
+        if (!b)
+            continue;
+        combos = true;
+        int r = s_schema_walk(b, doc, defs, seg, n, at, depth + 1);
+        if (r < 0)
+            return -1;
+        if (r > worst)
+            worst = r;
+    }
+    if (!props && !items && !combos)
+        return -1; /* a shape the schema leaves open */
+    return worst;
+}
+
+/* Checks a path into data (path, then pick, the path within each item, when not NULL)
+ * against every version of schema.  Returns NULL when some version may have it, else the name
+ * of the first member none has. */
+static const char *s_schema_check(const json_t *schema, const path_t *p, const path_t *pick)
+{
+    char *seg[2 * MAX_PATH_SEGS + 1];
+    int n = 0;
+    for (int i = 1; i < p->n; i++)
+        seg[n++] = p->seg[i];
+    if (pick) {
+        static char zero[] = "0";
+        seg[n++] = zero;
+        for (int i = 0; i < pick->n; i++)
+            seg[n++] = pick->seg[i];
+    }
+    const json_t *defs = json_object_get(schema, "defs");
+    const char *bad = NULL;
+    size_t i;
+    json_t *root;
+    json_array_foreach(json_object_get(schema, "versions"), i, root)
+    {
+        int r = s_schema_walk(root, root, defs, seg, n, 0, 0);
+        if (r < 0)
+            return NULL;
+        bad = seg[r];
+    }
+    return bad;
 }
 
 /* Compiles the text of a template into t.  kind: 's' summary (path roots checked, schema
- * props may be NULL), 'p' part (paths are relative to the element).  Returns 0 or -1. */
-static int s_compile(tmpl_t *t, const char *text, char kind, const json_t *props,
+ * may be NULL), 'p' part (paths are relative to the element).  Returns 0 or -1. */
+static int s_compile(tmpl_t *t, const char *text, char kind, const json_t *schema,
                      const char *file, char *err, size_t errlen)
 {
     const char *s = text;
@@ -720,11 +837,13 @@ static int s_compile(tmpl_t *t, const char *text, char kind, const json_t *props
                       t->key, pathtext);
                 return -1;
             }
-            if (props && strcmp(p->path.seg[0], "data") == 0 && p->path.n > 1 &&
-                !json_object_get(props, p->path.seg[1])) {
+            const char *bad = schema && strcmp(p->path.seg[0], "data") == 0
+                                  ? s_schema_check(schema, &p->path, NULL)
+                                  : NULL;
+            if (bad) {
                 s_err(err, errlen, file, t->line,
                       "'%s': unknown placeholder {{%s}}: the schema of %s has no data member "
-                      "'%s'", t->key, pathtext, t->key, p->path.seg[1]);
+                      "'%s'", t->key, pathtext, t->key, bad);
                 return -1;
             }
         }
@@ -784,13 +903,22 @@ static int s_compile(tmpl_t *t, const char *text, char kind, const json_t *props
                     bool known = false;
                     for (int i = 0; s_roots[i]; i++)
                         known = known || strcmp(f->path.seg[0], s_roots[i]) == 0;
-                    if (!known ||
-                        (props && strcmp(f->path.seg[0], "data") == 0 && f->path.n > 1 &&
-                         !json_object_get(props, f->path.seg[1]))) {
+                    if (!known || (schema && strcmp(f->path.seg[0], "data") == 0 &&
+                                   s_schema_check(schema, &f->path, NULL))) {
                         s_err(err, errlen, file, t->line, "'%s': unknown placeholder else:%s",
                               t->key, f->arg);
                         return -1;
                     }
+                }
+                /* The first filter picking from a data list: the items must have it. */
+                const char *bad = NULL;
+                if (f->type == F_PICK && p->nf == 1 && kind == 's' && schema &&
+                    strcmp(p->path.seg[0], "data") == 0 &&
+                    (bad = s_schema_check(schema, &p->path, &f->path)) != NULL) {
+                    s_err(err, errlen, file, t->line,
+                          "'%s': unknown member pick:%s of {{%s}}: the schema of %s has no "
+                          "member '%s' there", t->key, f->arg, pathtext, t->key, bad);
+                    return -1;
                 }
             }
         }
@@ -864,21 +992,21 @@ static int s_build_lang(lang_t *l, entries_t *es, const char *schemas_dir, char 
                 return -1;
             }
             tmpl_t *t = summary ? &l->summary[l->nsummary - 1] : &l->parts[l->nparts - 1];
-            json_t *props = NULL;
+            json_t *schema = NULL;
             if (summary && schemas_dir && strcmp(e->key, "default") != 0) {
                 const char *key = strncmp(e->key, TYPE_PREFIX, strlen(TYPE_PREFIX)) == 0
                                       ? e->key + strlen(TYPE_PREFIX)
                                       : e->key;
-                props = s_schema_props(schemas_dir, key);
-                if (!props) {
+                schema = s_schema_load(schemas_dir, key);
+                if (!schema) {
                     s_err(err, errlen, l->file, e->line,
                           "unknown event type '%s' (no schema folder %s/%s)", e->key,
                           schemas_dir, key);
                     return -1;
                 }
             }
-            int rc = s_compile(t, e->val, summary ? 's' : 'p', props, l->file, err, errlen);
-            json_decref(props);
+            int rc = s_compile(t, e->val, summary ? 's' : 'p', schema, l->file, err, errlen);
+            json_decref(schema);
             if (rc != 0)
                 return -1;
         } else {

@@ -437,6 +437,21 @@ static void test_load_errors(void **state)
     s_expect_error(en, NULL, "en.tmpl:7:", "unknown placeholder {{dta.licenceId}}");
     snprintf(en, sizeof en, "%slicence.granted = granted\n    to {{data.licenseId}}\n", head);
     s_expect_error(en, NULL, "en.tmpl:6:", "no data member 'licenseId'");
+    snprintf(en, sizeof en, "%sproduction.reported = {{data.period.strat|date}}\n", head);
+    s_expect_error(en, NULL, "en.tmpl:6:", "no data member 'strat'");
+    snprintf(en, sizeof en, "%stender.published = {{data.buyer.nmae}}\n", head);
+    s_expect_error(en, NULL, "en.tmpl:6:", "no data member 'nmae'");
+    snprintf(en, sizeof en, "%slicence.granted = {{data.holders|pick:party.nam}}\n", head);
+    s_expect_error(en, NULL, "en.tmpl:6:", "unknown member pick:party.nam");
+    snprintf(en, sizeof en, "%slicence.granted = {{data.holders.0.party.regNo}} "
+             "{{data.area.coordinates}} {{data.conditions.0.ur}}\n", head);
+    char *okdir = s_tmpdir("en.tmpl", en, NULL);
+    char okerr[512] = "";
+    em_template_t *ok = em_template_load(okdir, SCHEMAS, okerr, sizeof okerr);
+    if (!ok)
+        fail_msg("nested members the schema has were refused: %s", okerr);
+    em_template_destroy(&ok);
+    s_rmdir(okdir);
     snprintf(en, sizeof en, "%slicence.granted = {{data.minerals|glossary:minerals}}\n", head);
     s_expect_error(en, NULL, "en.tmpl:6:", "unknown glossary table 'minerals'");
     snprintf(en, sizeof en, "%sproduction.reported = {{data.items|each:row}}\n", head);
