@@ -6,6 +6,7 @@
 
 static volatile sig_atomic_t s_interrupted;
 static volatile sig_atomic_t s_reload;
+static volatile sig_atomic_t s_reload_count; /* SIGHUPs received (wraps; compared for change) */
 
 /* Handlers only set a flag; the poll loop sees it after zmq_poll returns EINTR. */
 static void s_on_term(int signo)
@@ -18,6 +19,7 @@ static void s_on_hup(int signo)
 {
     (void)signo;
     s_reload = 1;
+    s_reload_count = (sig_atomic_t)((s_reload_count + 1) & 0x3fffffff);
 }
 
 void em_signal_install(void)
@@ -47,6 +49,11 @@ bool em_signal_reload_requested(void)
         return false;
     s_reload = 0;
     return true;
+}
+
+int em_signal_reload_count(void)
+{
+    return (int)s_reload_count;
 }
 
 void em_signal_set_interrupted(bool on)

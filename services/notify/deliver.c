@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -17,7 +18,9 @@
 #include "em_config.h"
 #include "em_filter.h"
 #include "em_log.h"
+#include "em_signal.h"
 #include "em_store.h"
+#include "em_template.h"
 #include "em_util.h"
 #include "em_webhook.h"
 
@@ -40,6 +43,8 @@ typedef struct {
     bool parsed; /* ev was attempted (NULL then means not JSON) */
     int refs;
 } wev_t;
+#define TEMPLATES_DIR "config/templates"
+#define SCHEMAS_DIR "config/schemas" /* checks data members of templates when present */
 
 /* A list of strings owned by its subscription. */
 typedef struct {
@@ -75,6 +80,8 @@ typedef struct dsub {
     char *sink;
     char *endpoint;       /* scheme://host:port of the sink: its circuit breaker */
     struct curl_slist *extra; /* protocolsettings.headers as "Name: value" */
+    strv_t langs;         /* preferred languages, in order */
+    char *zone;           /* time zone of the summaries */
 
     int64_t cursor;       /* every event <= cursor is done for this subscription */
     int64_t persisted;    /* cursor value in PostgreSQL */
@@ -85,6 +92,8 @@ typedef struct dsub {
 
     /* The event being delivered (page row page_i) */
     int64_t seq;
+    char *body;           /* its delivered text (with summaries), NULL: the archived text */
+    size_t body_len;
     int attempts;
     int64_t next_attempt; /* monotonic ms */
     long last_status;
@@ -150,6 +159,9 @@ struct notify_deliver {
     int64_t m_pages;      /* PostgreSQL pages read (tests) */
     int64_t next_reload, next_flush;
     bool loaded;
+    char *templates_dir;
+    em_template_t *tmpl;  /* summaries; replaced on SIGHUP */
+    int hup_seen;         /* em_signal_reload_count() when the templates were loaded */
     em_metric_t *m_ok, *m_fail, *m_dead, *m_refused, *m_disabled, *m_redriven, *m_opened;
 };
 
@@ -289,7 +301,9 @@ static void s_def_free(dsub_t *s)
     free(s->province);
     free(s->sink);
     free(s->endpoint);
-    s->updated = s->org_id = s->province = s->sink = s->endpoint = NULL;
+    free(s->zone);
+    s->updated = s->org_id = s->province = s->sink = s->endpoint = s->zone = NULL;
+    s_strv_free(&s->langs);
     s_strv_free(&s->parties);
     s_strv_free(&s->sources);
     s_strv_free(&s->types);
@@ -320,6 +334,7 @@ static void s_sub_free(dsub_t *s)
     if (s->x.handle)
         curl_easy_cleanup(s->x.handle);
     curl_slist_free_all(s->x.hdrs);
+    free(s->body);
     free(s->id);
     free(s);
 }
@@ -328,7 +343,7 @@ static void s_sub_free(dsub_t *s)
 enum {
     C_ID, C_UPDATED, C_ORG, C_KIND, C_PROVINCE, C_PARTIES, C_SOURCES, C_TYPES, C_FILTERS,
     C_SINK, C_SETTINGS, C_SECRET, C_PROVINCES, C_MINERALS, C_PROJECTS, C_LICENCES, C_CURSOR,
-    C_HELD
+    C_HELD, C_LANGS, C_ZONE
 };
 
 /* Sharing between notify processes: each deliverer holds the shared advisory lock
@@ -349,7 +364,9 @@ static const char s_subs_sql[] =
     " COALESCE(c.seq, (SELECT COALESCE(max(seq), 0) FROM events)),"
     " EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted"
     "  AND l.pid = pg_backend_pid() AND l.classid = 1701671796 AND l.objsubid = 2"
-    "  AND l.objid = (hashtext(s.id)::bigint & 4294967295)::oid)"
+    "  AND l.objid = (hashtext(s.id)::bigint & 4294967295)::oid),"
+    " to_jsonb(s.languages)::text, COALESCE(s.timezone, CASE WHEN s.languages[1] = 'zh-Hans'"
+    "  THEN 'Asia/Shanghai' ELSE 'Asia/Karachi' END)"
     " FROM subscriptions s JOIN organisations o ON o.id = s.org_id"
     " LEFT JOIN subscription_cursors c ON c.subscription_id = s.id"
     " WHERE s.status = 'active' ORDER BY s.id";
@@ -392,7 +409,9 @@ static int s_def_load(dsub_t *s, PGresult *r, int i)
     if (!PQgetisnull(r, i, C_PROVINCE))
         s->province = strdup(PQgetvalue(r, i, C_PROVINCE));
     s->endpoint = s_endpoint_of(s->sink);
-    if (!s->updated || !s->org_id || !s->sink ||
+    s->zone = strdup(PQgetvalue(r, i, C_ZONE));
+    if (!s->updated || !s->org_id || !s->sink || !s->zone ||
+        s_strv_parse(&s->langs, PQgetvalue(r, i, C_LANGS)) != 0 ||
         s_strv_parse(&s->parties, PQgetvalue(r, i, C_PARTIES)) != 0 ||
         s_strv_parse(&s->sources, PQgetvalue(r, i, C_SOURCES)) != 0 ||
         s_strv_parse(&s->types, PQgetvalue(r, i, C_TYPES)) != 0 ||
@@ -865,9 +884,100 @@ static int s_post(notify_deliver_t *self, dsub_t *s, xfer_t *x, int64_t seq, con
     return 0;
 }
 
-/* Starts the delivery of page[page_i] (the page holds it until s_done). */
+/* ---------------------------------------------------------------------------------------- */
+/* Summaries */
+
+/* The delivered text of an archived event (text, len; ev its parsed form) for s: the string
+ * extension attributes summary, summarylang and summary<lang> (one per preferred language
+ * rendered in that language) are spliced in after the opening brace, so that the archived
+ * members keep their exact text (numbers are never re-serialised).  An attribute the event
+ * already has is not added.  Returns malloc'd text with *outlen (caller frees), or NULL when
+ * there is nothing to add or it failed: the archived text is then delivered as it is. */
+static char *s_with_summaries(notify_deliver_t *self, const dsub_t *s, const json_t *ev,
+                              const char *text, size_t len, size_t *outlen)
+{
+    size_t lead = strspn(text, " \t\r\n");
+    if (!self->tmpl || !json_is_object(ev) || lead >= len || text[lead] != '{')
+        return NULL;
+    json_t *attrs = json_object();
+    char buf[EM_TEMPLATE_MAX_OUT + 1];
+    for (size_t i = 0; attrs && i < s->langs.n; i++) {
+        const char *lang = s->langs.v[i], *used = NULL;
+        int missing = 0;
+        if (em_template_render(self->tmpl, lang, s->zone, ev, buf, sizeof buf, &used,
+                               &missing) != 0)
+            break; /* no template applies to this event */
+        if (missing > 0)
+            EM_LOG_DEBUG(MOD, "subscription %s: seq %" PRId64 ": %d value(s) missing in the %s "
+                              "summary", s->id, s->seq, missing, used);
+        if (i == 0 && !json_object_get(ev, "summary") && !json_object_get(ev, "summarylang")) {
+            json_object_set_new(attrs, "summary", json_string(buf));
+            json_object_set_new(attrs, "summarylang", json_string(used));
+        }
+        if (strcmp(used, lang) != 0)
+            continue; /* fell back to English: summaryen carries that */
+        char name[32] = "summary";
+        size_t k = strlen(name);
+        for (const char *c = lang; *c && k < 27; c++)
+            if ((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9'))
+                name[k++] = *c;
+            else if (*c >= 'A' && *c <= 'Z')
+                name[k++] = (char)(*c - 'A' + 'a');
+        name[k] = '\0';
+        if (!json_object_get(ev, name))
+            json_object_set_new(attrs, name, json_string(buf));
+    }
+    char *members = json_object_size(attrs) ? json_dumps(attrs, JSON_COMPACT) : NULL;
+    json_decref(attrs);
+    if (!members)
+        return NULL;
+    /* members is {"a":"…",…}: its inside goes after the event's '{'. */
+    size_t mlen = strlen(members) - 2;
+    bool empty = json_object_size(ev) == 0;
+    size_t n = len + mlen + 2;
+    char *out = malloc(n + 1);
+    if (out) {
+        size_t k = 0;
+        memcpy(out, text, lead + 1);
+        k = lead + 1;
+        memcpy(out + k, members + 1, mlen);
+        k += mlen;
+        if (!empty)
+            out[k++] = ',';
+        memcpy(out + k, text + lead + 1, len - lead - 1);
+        k += len - lead - 1;
+        out[k] = '\0';
+        *outlen = k;
+    }
+    free(members);
+    return out;
+}
+
+/* Loads the templates again (SIGHUP); a set that does not load leaves the old one in force. */
+static void s_templates_reload(notify_deliver_t *self)
+{
+    char err[EM_ERR_LEN];
+    DIR *d = opendir(SCHEMAS_DIR);
+    if (d)
+        closedir(d);
+    em_template_t *t = em_template_load(self->templates_dir, d ? SCHEMAS_DIR : NULL, err,
+                                        sizeof err);
+    if (!t) {
+        EM_LOG_ERROR(MOD, "templates not reloaded (the previous ones stay in force): %s", err);
+        return;
+    }
+    em_template_destroy(&self->tmpl);
+    self->tmpl = t;
+    EM_LOG_INFO(MOD, "templates reloaded from %s (%d languages)", self->templates_dir,
+                em_template_language_count(t));
+}
+
+/* Starts the delivery of page[page_i] (the page, or the body built for it, holds it until
+ * s_done). */
 static int s_start(notify_deliver_t *self, dsub_t *s)
 {
+    if (s->body)
+        return s_post(self, s, &s->x, s->seq, s->body, s->body_len);
     wev_t *e = s->page[s->page_i];
     return s_post(self, s, &s->x, s->seq, e->text, e->len);
 }
@@ -875,6 +985,8 @@ static int s_start(notify_deliver_t *self, dsub_t *s)
 /* Records the event at page_i as done (delivered or dead-lettered) and moves on. */
 static void s_done(dsub_t *s)
 {
+    free(s->body);
+    s->body = NULL;
     s->cursor = s->seq;
     if (s->page_i < s->page_n) {
         s_wev_unref(s->page[s->page_i]);
@@ -1128,6 +1240,15 @@ static void s_redrive_poll(notify_deliver_t *self)
             continue;
         }
         memcpy(rd->body, PQgetvalue(r, i, 3), rd->len + 1);
+        size_t blen = 0;
+        json_t *pev = json_loads(rd->body, 0, NULL);
+        char *b = s_with_summaries(self, s, pev, rd->body, rd->len, &blen);
+        json_decref(pev);
+        if (b) {
+            free(rd->body);
+            rd->body = b;
+            rd->len = blen;
+        }
         if (s_post(self, s, &rd->x, rd->seq, rd->body, rd->len) != 0) {
             s_redrive_free(rd);
             continue;
@@ -1295,6 +1416,8 @@ static void s_advance(notify_deliver_t *self, dsub_t *s, int64_t head)
         json_t *ev = s_wev_json(e);
         int match = ev && em_subscription_matches(&s->org, (const char *const *)s->types.v,
                                                   s->types.n, s->filter, &s->domain, ev);
+        free(s->body);
+        s->body = match ? s_with_summaries(self, s, ev, e->text, e->len, &s->body_len) : NULL;
         if (!match) {
             s_done(s);
             skipped++;
@@ -1344,6 +1467,27 @@ notify_deliver_t *notify_deliver_new(const char *dsn, const notify_deliver_cfg_t
         }
         self->schedule[self->nschedule++] = v;
         p = *end ? end + 1 : end;
+    }
+    /* [notify] templates once notify's config table has the key; the same environment
+     * override until then. */
+    const char *tdir = getenv("EMINE_NOTIFY_TEMPLATES");
+    self->templates_dir = strdup(tdir && *tdir ? tdir : TEMPLATES_DIR);
+    if (!self->templates_dir) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    {
+        char terr[EM_ERR_LEN];
+        DIR *d = opendir(SCHEMAS_DIR);
+        if (d)
+            closedir(d);
+        self->hup_seen = em_signal_reload_count();
+        self->tmpl = em_template_load(self->templates_dir, d ? SCHEMAS_DIR : NULL, terr,
+                                      sizeof terr);
+        if (!self->tmpl) {
+            snprintf(err, errlen, "summary templates: %s", terr);
+            goto fail;
+        }
     }
     self->multi = curl_multi_init();
     if (!self->multi) {
@@ -1403,6 +1547,8 @@ void notify_deliver_destroy(notify_deliver_t **self_p)
     if (self->multi)
         curl_multi_cleanup(self->multi);
     em_store_destroy(&self->store);
+    em_template_destroy(&self->tmpl);
+    free(self->templates_dir);
     free(self->dsn);
     free(self->retry_text);
     free(self);
@@ -1470,6 +1616,10 @@ void notify_deliver_run(notify_deliver_t *self, const zmq_pollitem_t *items, int
         curl_multi_socket_action(self->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     }
     s_read_completions(self);
+    if (em_signal_reload_count() != self->hup_seen) {
+        self->hup_seen = em_signal_reload_count();
+        s_templates_reload(self);
+    }
 
     now = em_mono_ms();
     if (!self->loaded || now >= self->next_reload) {

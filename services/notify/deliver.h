@@ -7,7 +7,13 @@
  * first: no filter widens it) and skipped otherwise.  A delivery is an HTTP POST of the
  * archived CloudEvent (structured mode) with Standard Webhooks headers: webhook-id
  * "evt_<seq>" (stable across retries and restarts), webhook-timestamp (now) and
- * webhook-signature "v1,<HMAC-SHA256>" under the subscription's secret.
+ * webhook-signature "v1,<HMAC-SHA256>" under the subscription's secret.  The body carries,
+ * besides the archived attributes, the human summaries rendered from the templates
+ * (em_template.h) in the subscription's languages and time zone, as string extension
+ * attributes: `summary` and `summarylang` (the first language), and `summary<lang>` for each
+ * language (summaryen, summaryzhhans, summaryur); see services/PROTOCOL.md.  The templates
+ * are loaded by notify_deliver_new from $EMINE_NOTIFY_TEMPLATES, else config/templates (a bad
+ * set is an error), and again on SIGHUP (a bad set is logged and the old one kept).
  *
  *   2xx            delivered: the cursor moves past the event.
  *   410            the subscription is disabled (status_reason says why); nothing more is sent.
@@ -57,7 +63,7 @@ typedef struct {
 typedef struct notify_deliver notify_deliver_t;
 
 /* Copies dsn and cfg; metrics (may be NULL) receives counters.  Returns NULL with err filled
- * (bad retry schedule, curl initialisation). */
+ * (bad retry schedule, templates that do not load, curl initialisation). */
 notify_deliver_t *notify_deliver_new(const char *dsn, const notify_deliver_cfg_t *cfg,
                                      em_metrics_t *metrics, char *err, size_t errlen);
 /* Persists cursors (best effort), aborts deliveries in flight, frees everything. */

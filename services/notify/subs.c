@@ -17,6 +17,7 @@
 #include "em_json.h"
 #include "em_log.h"
 #include "em_store.h"
+#include "em_template.h"
 #include "em_util.h"
 #include "em_webhook.h"
 
@@ -41,6 +42,8 @@ struct notify_subs {
     " 'secret', s.secret, 'provinces', to_jsonb(s.provinces),"                                 \
     " 'minerals', to_jsonb(s.minerals), 'projects', to_jsonb(s.project_ids),"                  \
     " 'licences', to_jsonb(s.licence_ids), 'status', s.status,"                                \
+    " 'timezone', COALESCE(s.timezone, CASE WHEN s.languages[1] = 'zh-Hans'"                   \
+    "  THEN 'Asia/Shanghai' ELSE 'Asia/Karachi' END),"                                         \
     " 'statusreason', s.status_reason, 'created', s.created_at,"                               \
     " 'updated', s.updated_at)::text"
 
@@ -52,6 +55,7 @@ static const char *s_minerals[] = {
     "rare_earths", "gemstones", "rock_salt", "gypsum", "limestone", "marble", "granite",
     "other", NULL};
 static const char *s_languages[] = {"en", "zh-Hans", "ur", NULL};
+static const char *s_timezones[] = {"Asia/Karachi", "Asia/Shanghai", NULL};
 
 notify_subs_t *notify_subs_new(const char *dsn)
 {
@@ -334,7 +338,7 @@ static int s_validate(json_t *body, json_t **out, verr_t *e)
 {
     static const char *known[] = {"types", "filters", "sink", "protocol", "protocolsettings",
                                   "languages", "secret", "provinces", "minerals", "projects",
-                                  "licences", NULL};
+                                  "licences", "timezone", NULL};
     static const char *server[] = {"id", "organisation", "status", "statusreason", "created",
                                    "updated", NULL};
     *out = NULL;
@@ -354,7 +358,7 @@ static int s_validate(json_t *body, json_t **out, verr_t *e)
             snprintf(msg, sizeof msg,
                      "unknown member '%.200s' (expected types, filters, sink, protocol, "
                      "protocolsettings, languages, secret, provinces, minerals, projects, "
-                     "licences)", k);
+                     "licences, timezone)", k);
             return s_fail(e, ptr, msg);
         }
     }
@@ -372,6 +376,9 @@ static int s_validate(json_t *body, json_t **out, verr_t *e)
         s_check_strings(body, "projects", NULL, NULL, false, e) != 0 ||
         s_check_strings(body, "licences", NULL, NULL, false, e) != 0)
         return -1;
+    json_t *tz = json_object_get(body, "timezone");
+    if (tz && (!json_is_string(tz) || !s_in(json_string_value(tz), s_timezones)))
+        return s_fail(e, "/timezone", "must be \"Asia/Karachi\" (PKT) or \"Asia/Shanghai\" (CST)");
     json_t *filters = json_object_get(body, "filters");
     char ferr[EM_ERR_LEN];
     em_filter_t *f = em_filter_new(filters, ferr, sizeof ferr);
@@ -418,6 +425,11 @@ static int s_validate(json_t *body, json_t **out, verr_t *e)
     }
     json_t *langs = json_object_get(body, "languages");
     json_object_set_new(o, "languages", langs ? json_incref(langs) : json_pack("[s]", "en"));
+    /* Default zone by the first preferred language (zh-Hans: CST, else PKT). */
+    json_object_set_new(o, "timezone",
+                        tz ? json_incref(tz)
+                           : json_string(em_template_default_zone(json_string_value(
+                                 json_array_get(json_object_get(o, "languages"), 0)))));
     *out = o;
     return 0;
 }
@@ -468,15 +480,15 @@ static void s_write(notify_subs_t *self, em_http_req_t *req, const char *sql, co
          *ps = s_member_text(n, "protocolsettings"), *langs = s_member_text(n, "languages"),
          *provs = s_member_text(n, "provinces"), *mins = s_member_text(n, "minerals"),
          *projs = s_member_text(n, "projects"), *lics = s_member_text(n, "licences");
-    const char *p[13] = {id, org, types, filters,
+    const char *p[14] = {id, org, types, filters,
                          json_string_value(json_object_get(n, "sink")),
                          json_string_value(json_object_get(n, "protocol")), ps, langs,
                          json_string_value(json_object_get(n, "secret")), provs, mins, projs,
-                         lics};
+                         lics, json_string_value(json_object_get(n, "timezone"))};
     PGresult *res = NULL;
     if (!types || !filters || !ps || !langs || !provs || !mins || !projs || !lics)
         s_error(req, 500, NULL, "out of memory");
-    else if (!s_pg(self) || !(res = em_store_query(self->store, sql, 13, p)))
+    else if (!s_pg(self) || !(res = em_store_query(self->store, sql, 14, p)))
         s_pg_error(self, req);
     else if (PQntuples(res) == 0)
         s_error(req, 404, NULL, "no such subscription");
@@ -502,9 +514,10 @@ static void s_write(notify_subs_t *self, em_http_req_t *req, const char *sql, co
 
 static const char s_insert_sql[] =
     "WITH s AS (INSERT INTO subscriptions (id, org_id, types, filters, sink, protocol,"
-    " protocolsettings, languages, secret, provinces, minerals, project_ids, licence_ids)"
+    " protocolsettings, languages, secret, provinces, minerals, project_ids, licence_ids,"
+    " timezone)"
     " VALUES ($1, $2, " ARR(3) ", $4::jsonb, $5, $6, $7::jsonb, " ARR(8) ", $9, " ARR(10)
-    ", " ARR(11) ", " ARR(12) ", " ARR(13) ") RETURNING *),"
+    ", " ARR(11) ", " ARR(12) ", " ARR(13) ", $14) RETURNING *),"
     " c AS (INSERT INTO subscription_cursors (subscription_id, seq)"
     "  SELECT s.id, (SELECT COALESCE(max(seq), 0) FROM events) FROM s)"
     " SELECT " SUB_JSON " FROM s";
@@ -513,7 +526,7 @@ static const char s_update_sql[] =
     "UPDATE subscriptions s SET types = " ARR(3) ", filters = $4::jsonb, sink = $5,"
     " protocol = $6, protocolsettings = $7::jsonb, languages = " ARR(8) ", secret = $9,"
     " provinces = " ARR(10) ", minerals = " ARR(11) ", project_ids = " ARR(12) ","
-    " licence_ids = " ARR(13) ", updated_at = now()"
+    " licence_ids = " ARR(13) ", timezone = $14, updated_at = now()"
     " WHERE s.id = $1 AND s.org_id = $2 RETURNING " SUB_JSON;
 
 static void s_create(notify_subs_t *self, em_http_req_t *req, const char *org)

@@ -14,6 +14,8 @@
  *    "protocolsettings": {"headers": {name: value}, "method": "POST"},
  *    "languages": ["en"|"zh-Hans"|"ur"], "secret": "whsec_…" (generated when absent),
  *    "provinces": ["PK-XX"], "minerals": [mineral], "projects": [id], "licences": [id],
+ *    "timezone": "Asia/Karachi"|"Asia/Shanghai" (the zone of the times in summaries; default
+ *    by the first language: zh-Hans -> Asia/Shanghai, else Asia/Karachi),
  *    "organisation", "status": "active"|"disabled", "statusreason", "created", "updated"}
  *
  * id, organisation, status, statusreason, created and updated are set by the server and

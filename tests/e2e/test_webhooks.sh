@@ -19,6 +19,9 @@ export EMINE_NOTIFY_WEBHOOK_ALLOW_PRIVATE=true # the receiver is on 127.0.0.1
 export EMINE_NOTIFY_SUBS_RELOAD_MS=100
 export EMINE_NOTIFY_CURSOR_FLUSH_MS=100
 export EMINE_NOTIFY_WEBHOOK_RETRY_MS=100,200,400,800
+# A copy of the summary templates, so that a SIGHUP reload can be shown below.
+cp -r config/templates "$EM_TMP/templates"
+export EMINE_NOTIFY_TEMPLATES=$EM_TMP/templates
 em_start_all || { em_done; exit 1; }
 CTL="$EM_BUILD/bin/eminectl"
 T=$EM_TMP
@@ -125,4 +128,86 @@ out=$(promtool check metrics <"$T/notify.prom" 2>&1)
 if [ $? -eq 0 ]; then em_ok "promtool accepts notify's /metrics with subscriptions"; else em_fail "promtool accepts notify's /metrics with subscriptions" "$out"; fi
 em_eq "the department's subscription lag is on /metrics and is 0 once delivered" \
     "$(awk -v m="emine_notify_subscription_lag_events{subscription=\"$(sub_id ba)\"}" '$1 == m { print $2 }' "$T/notify.prom")" 0
+
+# Human summaries (config/templates): a zh-Hans subscriber (CST by default) and an Urdu one
+# (PKT) of the public portal get the tender in their languages, times in their zones.
+pkey=$("$CTL" subs key-create portal 2>/dev/null)
+tsub() { # tsub PATH LANGUAGES [EXTRA]: creates a subscription to the tenders, prints the code
+    curl -s -o "$T/tsub-$1.json" -w '%{http_code}' -H "Authorization: Bearer $pkey" \
+        -d "{\"sink\":\"http://127.0.0.1:$RX_PORT/$1\",\"secret\":\"$SECRET\",\"languages\":$2,
+             \"types\":[\"pk.gov.emining.tender.published\"]${3:-}}" "$API"
+}
+em_eq "zh-Hans subscription created" "$(tsub zh '["zh-Hans","en"]')" 201
+em_eq "its time zone defaults to CST" "$(node -p 'require(process.argv[1]).timezone' "$T/tsub-zh.json")" Asia/Shanghai
+em_eq "Urdu subscription created" "$(tsub ur '["ur"]')" 201
+em_eq "its time zone defaults to PKT" "$(node -p 'require(process.argv[1]).timezone' "$T/tsub-ur.json")" Asia/Karachi
+em_eq "an unknown time zone is refused" "$(tsub bad '["en"]' ',"timezone":"Europe/London"')" 400
+em_eq "... with a pointer to it" "$(node -p 'require(process.argv[1]).pointer' "$T/tsub-bad.json")" /timezone
+sleep 0.5 # the new subscriptions are picked up (subs_reload_ms)
+tender() { # tender ID: a public tender whose bids close at 21:30 PKT (00:30 CST the next day)
+    node -e '
+const e = JSON.parse(require("fs").readFileSync("tests/fixtures/events/11-tender-published-pmdc.json", "utf8"));
+e.id = process.argv[1]; e.data.tenderPeriod.end = "2026-04-02T21:30:00+05:00";
+console.log(JSON.stringify(e));' "$1" >"$T/$1.json"
+    "$CTL" publish "$T/$1.json" >/dev/null
+}
+rx_line() { # rx_line PATH EVENT_ID: the receiver's line for that delivery (JSON), or nothing
+    node -e '
+const l = require("fs").readFileSync(process.argv[1], "utf8").split("\n").filter(Boolean).map(JSON.parse);
+const r = l.find((r) => r.path === "/" + process.argv[2] && r.eventId === process.argv[3]);
+if (r) console.log(JSON.stringify(r));' "$T/rx.jsonl" "$1" "$2"
+}
+wait_rx() { local d=$((SECONDS + 30)); while [ -z "$(rx_line "$1" "$2")" ] && ((SECONDS < d)); do sleep 0.2; done; }
+tender tender-cst-1
+wait_rx zh tender-cst-1
+wait_rx ur tender-cst-1
+zh=$(rx_line zh tender-cst-1)
+ur=$(rx_line ur tender-cst-1)
+field() { node -e 'const r = JSON.parse(process.argv[1]); console.log(r[process.argv[2]] ?? "")' "$1" "$2"; }
+em_eq "zh-Hans delivery verified by the reference library" "$(field "$zh" ok)" true
+em_eq "its summarylang" "$(field "$zh" summarylang)" zh-Hans
+em_check "its summary is Chinese with the closing time in CST, the next day: $(field "$zh" summary)" \
+    grep -q '投标截止时间2026年4月3日 00:30（北京时间）' <<<"$(field "$zh" summary)"
+em_check "... and the glossary's terms (公开招标, 合资伙伴遴选)" \
+    grep -q '合资伙伴遴选，公开招标' <<<"$(field "$zh" summary)"
+em_eq "summaryzhhans is the same text" "$(field "$zh" summaryzhhans)" "$(field "$zh" summary)"
+em_check "summaryen (second language) in CST too: $(field "$zh" summaryen)" \
+    grep -q 'bids close 2026-04-03 00:30 CST' <<<"$(field "$zh" summaryen)"
+em_eq "Urdu delivery verified by the reference library" "$(field "$ur" ok)" true
+em_eq "its summarylang" "$(field "$ur" summarylang)" ur
+em_eq "its summary isolates the PKT time: $(field "$ur" summary)" "$(node -p '
+JSON.parse(process.argv[1]).summary.includes("\u20682026-04-02 21:30 PKT\u2069")' "$ur")" true
+em_eq "isolates balanced, every Latin letter and digit inside one" "$(node -e '
+const s = JSON.parse(process.argv[1]).summary; let d = 0, ok = s.includes("\u2068");
+for (const c of s) { if (c === "\u2068") d++; else if (c === "\u2069") { if (--d < 0) ok = false; }
+  else if (/[A-Za-z0-9]/.test(c) && d === 0) ok = false; }
+console.log(ok && d === 0)' "$ur")" true
+em_eq "the archive keeps the event without summaries" \
+    "$(em_psql "select count(*) from events where envelope ? 'summary' or envelope ? 'summaryur'")" 0
+
+# SIGHUP reloads the templates; a broken set is refused and the previous one stays.
+sed -i 's/^tender.published = Tender /tender.published = Reloaded: tender /' "$T/templates/en.tmpl"
+kill -HUP "$(em_pid notify)"
+sleep 1.5
+tender tender-cst-2
+wait_rx zh tender-cst-2
+em_check "after SIGHUP the new English template is used" \
+    grep -q '^Reloaded: tender' <<<"$(field "$(rx_line zh tender-cst-2)" summaryen)"
+sed -i 's/^tender.awarded = .*/tender.awarded = {{data.awardId|shout}}/' "$T/templates/en.tmpl"
+kill -HUP "$(em_pid notify)"
+sleep 1.5
+em_check "a broken template set is refused on SIGHUP, naming file and line" \
+    grep -q "templates not reloaded.*en.tmpl:[0-9]*: 'tender.awarded': unknown filter 'shout'" "$T/notify.log"
+tender tender-cst-3
+wait_rx zh tender-cst-3
+em_check "... and the previous templates stay in force" \
+    grep -q '^Reloaded: tender' <<<"$(field "$(rx_line zh tender-cst-3)" summaryen)"
+# A broken set at start: notify does not start and says why.
+em_free_port p1
+em_free_port p2
+EMINE_NOTIFY_HTTP=127.0.0.1:$p1 EMINE_NOTIFY_ZMQ=tcp://127.0.0.1:$p2 \
+    timeout 20 "$EM_BUILD/bin/emine-notify" >"$T/notify-bad.log" 2>&1
+em_eq "notify with a broken template set exits 1" "$?" 1
+em_check "... naming the file and line" \
+    grep -q "summary templates: .*templates/en.tmpl:[0-9]*: 'tender.awarded': unknown filter 'shout'" "$T/notify-bad.log"
 em_done

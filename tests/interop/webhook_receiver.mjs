@@ -4,7 +4,8 @@
 //   node webhook_receiver.mjs PORT SECRET OUT.jsonl [delay_ms]
 //
 // Appends one line per request to OUT.jsonl:
-//   {"path","ok":true,"id":"evt_12","seq":12,"eventId","type","visibility","province","t"}
+//   {"path","ok":true,"id":"evt_12","seq":12,"eventId","type","visibility","province","t",
+//    "summary…" (each summary attribute the delivery carries)}
 // or {"path","ok":false,"error":"…"}; answers 204 when the signature verifies, else 400.
 // delay_ms holds each answer that long (to catch notify mid-delivery).  Prints
 // "listening PORT" once ready.
@@ -31,6 +32,8 @@ const server = http.createServer((req, res) => {
         eventId: ev.id, type: ev.type, visibility: ev.visibility, province: ev.province,
         source: ev.source, t: Date.now(),
       };
+      // The human summaries (summary, summarylang, summary<lang>) when the delivery has them.
+      for (const [k, v] of Object.entries(ev)) if (k.startsWith("summary")) line[k] = v;
     } catch (e) {
       line = { path: req.url, ok: false, error: String(e && e.message ? e.message : e) };
     }

@@ -39,6 +39,7 @@ typedef struct {
     int bad_headers;
     int answers[MAX_GOT];  /* status to answer request i (0: 204) */
     const char *retry_after; /* sent with every non-2xx answer when set */
+    char last_body[16384];   /* the body of the last request (cut) */
 } receiver_t;
 
 static receiver_t s_rx;
@@ -118,6 +119,7 @@ static void s_receive(void *arg, em_http_req_t *req)
     rx->seqs[i] = id ? strtoll(id + 4, NULL, 10) : -1;
     rx->at_ms[i] = em_mono_ms();
     snprintf(rx->paths[i], sizeof rx->paths[i], "%s", em_http_req_path(req));
+    snprintf(rx->last_body, sizeof rx->last_body, "%.*s", (int)len, body);
     /* The body is the event itself, whose id names its seq. */
     json_t *ev = json_loadb(body, len, 0, NULL);
     char want[32];
@@ -201,6 +203,10 @@ static int s_group_setup(void **state)
         s_sql(ddl);
         free(ddl);
     }
+    char *tz = s_read_file("services/archive/migrations/007_subscription_timezone.sql");
+    assert_non_null(tz);
+    s_sql(tz);
+    free(tz);
     s_sql("INSERT INTO organisations (id, kind, party_ids, source_prefixes) VALUES"
           " ('mhd', 'enterprise', '{0045121}', '{/operators/mhd}'),"
           " ('rival', 'enterprise', '{999}', '{/operators/rival}');"
@@ -626,6 +632,66 @@ static void test_shared_window(void **state)
     notify_deliver_destroy(&d);
 }
 
+/* Deliveries carry the summaries in the subscription's languages and zone as string extension
+ * attributes; the archived members keep their exact text; the signature covers it all; an
+ * attribute the event already has is left alone. */
+static void test_summaries(void **state)
+{
+    (void)state;
+    const char *data =
+        "{\"shipmentId\":\"PSW-1\",\"exporter\":{\"name\":\"MHD\",\"country\":\"PK\"},"
+        "\"consignee\":{\"name\":\"MCC\",\"country\":\"CN\"},\"hsCode\":\"2608\","
+        "\"product\":\"concentrate\",\"netWeight\":{\"value\":5000,\"unit\":\"dmt\"},"
+        "\"portOfLoading\":\"PKKHI\",\"mode\":\"sea\",\"departedOn\":\"2017-10-20\","
+        "\"moisturePct\":52.76}";
+    s_event(1, "/pk/psw/customs", "public", "PK-BA", data);
+    s_subscribe("s_ur", "portal", "[]", 0);
+    s_sql("UPDATE subscriptions SET languages = '{ur,zh-Hans}' WHERE id = 's_ur'");
+    notify_t *n = notify_new(NULL);
+    assert_non_null(n);
+    PUMP_UNTIL(n, s_rx.n >= 1, 10000);
+    assert_int_equal(s_rx.bad_signatures, 0);
+    assert_int_equal(s_rx.bad_headers, 0);
+    json_t *ev = json_loads(s_rx.last_body, JSON_REJECT_DUPLICATES, NULL);
+    assert_non_null(ev);
+    const char *sum = json_string_value(json_object_get(ev, "summary"));
+    assert_non_null(sum);
+    assert_string_equal(json_string_value(json_object_get(ev, "summarylang")), "ur");
+    assert_string_equal(json_string_value(json_object_get(ev, "summaryur")), sum);
+    assert_non_null(strstr(sum, "\xe2\x81\xa8" "2608" "\xe2\x81\xa9"));
+    const char *zh = json_string_value(json_object_get(ev, "summaryzhhans"));
+    assert_non_null(zh);
+    assert_non_null(strstr(zh, "2017年10月20日经海运从PKKHI向MCC出口精矿5,000 干吨（HS 2608）"));
+    assert_null(json_object_get(ev, "summaryen"));
+    json_decref(ev);
+    /* The producer's number text is delivered as archived. */
+    assert_non_null(strstr(s_rx.last_body, "52.76"));
+    assert_null(strstr(s_rx.last_body, "52.759"));
+
+    /* An event with a summary attribute of its own keeps it; the languages still come. */
+    const char *p[1] = {
+        "{\"specversion\":\"1.0\",\"id\":\"e2\",\"source\":\"/pk/psw/customs\","
+        "\"type\":\"pk.gov.emining.shipment.exported\",\"visibility\":\"public\","
+        "\"province\":\"PK-BA\",\"summary\":\"producer's own\",\"data\":{}}"};
+    PGresult *r = PQexecParams(s_pg,
+                               "INSERT INTO events (seq, source, id, type, envelope, digest, chain)"
+                               " VALUES (2, '/pk/psw/customs', 'e2', 't', $1::jsonb,"
+                               " repeat('0', 64), repeat('0', 64))",
+                               1, NULL, p, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    PUMP_UNTIL(n, s_rx.n >= 2, 10000);
+    assert_int_equal(s_rx.bad_signatures, 0);
+    ev = json_loads(s_rx.last_body, JSON_REJECT_DUPLICATES, NULL);
+    assert_non_null(ev);
+    assert_string_equal(json_string_value(json_object_get(ev, "summary")), "producer's own");
+    assert_null(json_object_get(ev, "summarylang"));
+    assert_non_null(strstr(json_string_value(json_object_get(ev, "summaryur")),
+                           "[?data.shipmentId]"));
+    json_decref(ev);
+    notify_destroy(&n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -639,6 +705,7 @@ int main(void)
         cmocka_unit_test_setup(test_shared_between_processes, s_setup),
         cmocka_unit_test_setup(test_circuit_breaker, s_setup),
         cmocka_unit_test_setup(test_shared_window, s_setup),
+        cmocka_unit_test_setup(test_summaries, s_setup),
     };
     return cmocka_run_group_tests(tests, s_group_setup, s_group_teardown);
 }

@@ -29,10 +29,17 @@ static void test_hup_is_reported_once(void **state)
     (void)state;
     em_signal_install();
     assert_false(em_signal_reload_requested());
+    int count = em_signal_reload_count();
     raise(SIGHUP);
     assert_true(em_signal_reload_requested());
     assert_false(em_signal_reload_requested());
     assert_false(em_signal_interrupted());
+    /* The count is not consumed by em_signal_reload_requested: each reader compares it. */
+    assert_int_equal(em_signal_reload_count(), count + 1);
+    raise(SIGHUP);
+    assert_int_equal(em_signal_reload_count(), count + 2);
+    assert_int_equal(em_signal_reload_count(), count + 2);
+    assert_true(em_signal_reload_requested());
 }
 
 static void test_sigpipe_is_ignored(void **state)

@@ -161,6 +161,10 @@ static int s_group_setup(void **state)
         s_sql(ddl);
         free(ddl);
     }
+    char *tz = s_read_file("services/archive/migrations/007_subscription_timezone.sql");
+    assert_non_null(tz);
+    s_sql(tz);
+    free(tz);
     s_sql("INSERT INTO organisations (id, name, kind, province, source_prefixes) VALUES"
           " ('ba-mmdd', 'Balochistan M&MDD', 'authority', 'PK-BA', '{/pk/ba/mmdd/}')");
     s_sql("INSERT INTO organisations (id, name, kind, party_ids) VALUES"
@@ -248,6 +252,8 @@ static void test_crud(void **state)
     assert_int_equal(strncmp(s_str(r.json, "secret"), "whsec_", 6), 0);
     assert_string_equal(json_string_value(json_array_get(json_object_get(r.json, "languages"), 0)),
                         "zh-Hans");
+    /* The time zone follows the first language when not given: zh-Hans -> CST. */
+    assert_string_equal(s_str(r.json, "timezone"), "Asia/Shanghai");
     assert_int_equal(json_array_size(json_object_get(r.json, "minerals")), 0);
     assert_true(json_is_object(json_object_get(r.json, "protocolsettings")));
     s_resp_clear(&r);
@@ -289,6 +295,7 @@ static void test_crud(void **state)
            "\"protocolsettings\":{\"headers\":{\"X-Tenant\":\"mhd\"}}}",
            &r);
     assert_int_equal(r.status, 200);
+    assert_string_equal(s_str(r.json, "timezone"), "Asia/Karachi"); /* languages: en */
     assert_string_equal(s_str(r.json, "sink"), "http://hooks.mhd.example:8080/v2");
     assert_string_equal(s_str(r.json, "secret"), "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
     assert_int_equal(json_array_size(json_object_get(r.json, "types")), 0);
@@ -338,7 +345,11 @@ static void test_bad_bodies(void **state)
         {"{\"sink\":\"https://x.example/\",\"id\":\"mine\"}", "/id", "'id' is set by the server"},
         {"{\"sink\":\"https://x.example/\",\"colour\":1}", "/colour",
          "unknown member 'colour' (expected types, filters, sink, protocol, protocolsettings, "
-         "languages, secret, provinces, minerals, projects, licences)"},
+         "languages, secret, provinces, minerals, projects, licences, timezone)"},
+        {"{\"sink\":\"https://x.example/\",\"timezone\":\"Europe/London\"}", "/timezone",
+         "must be \"Asia/Karachi\" (PKT) or \"Asia/Shanghai\" (CST)"},
+        {"{\"sink\":\"https://x.example/\",\"timezone\":480}", "/timezone",
+         "must be \"Asia/Karachi\" (PKT) or \"Asia/Shanghai\" (CST)"},
         {"{\"sink\":\"https://x.example/\",\"protocol\":\"MQTT\"}", "/protocol",
          "only \"HTTP\" is supported"},
         {"{\"sink\":\"https://x.example/\",\"protocolsettings\":{\"method\":\"GET\"}}",
