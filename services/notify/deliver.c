@@ -42,6 +42,11 @@ typedef struct {
     json_t *ev;  /* parsed on first use */
     bool parsed; /* ev was attempted (NULL then means not JSON) */
     int refs;
+    /* The last delivered text built for it (summaries spliced in), and for which languages
+     * and zone: subscriptions that share them share the rendering. */
+    char *body_key;
+    char *body;
+    size_t body_len;
 } wev_t;
 #define TEMPLATES_DIR "config/templates"
 #define SCHEMAS_DIR "config/schemas" /* checks data members of templates when present */
@@ -161,6 +166,7 @@ struct notify_deliver {
     bool loaded;
     char *templates_dir;
     em_template_t *tmpl;  /* summaries; replaced on SIGHUP */
+    unsigned tmpl_gen;    /* counts the replacements (keys of the rendered bodies) */
     int hup_seen;         /* em_signal_reload_count() when the templates were loaded */
     em_metric_t *m_ok, *m_fail, *m_dead, *m_refused, *m_disabled, *m_redriven, *m_opened;
 };
@@ -237,6 +243,8 @@ static wev_t *s_wev_new(int64_t seq, const char *text, size_t len)
     e->ev = NULL;
     e->parsed = false;
     e->refs = 1;
+    e->body_key = e->body = NULL;
+    e->body_len = 0;
     return e;
 }
 
@@ -245,6 +253,8 @@ static void s_wev_unref(wev_t *e)
     if (!e || --e->refs > 0)
         return;
     json_decref(e->ev);
+    free(e->body_key);
+    free(e->body);
     free(e->text);
     free(e);
 }
@@ -953,6 +963,45 @@ static char *s_with_summaries(notify_deliver_t *self, const dsub_t *s, const jso
     return out;
 }
 
+/* The delivered text of e for s (see s_with_summaries), rendered once for each set of
+ * languages and zone in a row: the subscriptions reading the shared window mostly ask for the
+ * same one.  Returns malloc'd text (caller frees) or NULL (deliver e->text as it is). */
+static char *s_body_for(notify_deliver_t *self, const dsub_t *s, wev_t *e, const json_t *ev,
+                        size_t *outlen)
+{
+    char key[256];
+    size_t k = (size_t)snprintf(key, sizeof key, "%u|%s", self->tmpl_gen, s->zone);
+    for (size_t i = 0; i < s->langs.n && k < sizeof key; i++)
+        k += (size_t)snprintf(key + k, sizeof key - k, "|%s", s->langs.v[i]);
+    bool cacheable = k < sizeof key;
+    if (cacheable && e->body_key && strcmp(e->body_key, key) == 0) {
+        if (!e->body)
+            return NULL;
+        char *copy = malloc(e->body_len + 1);
+        if (copy) {
+            memcpy(copy, e->body, e->body_len + 1);
+            *outlen = e->body_len;
+        }
+        return copy;
+    }
+    char *body = s_with_summaries(self, s, ev, e->text, e->len, outlen);
+    if (cacheable) {
+        free(e->body_key);
+        free(e->body);
+        e->body_key = strdup(key);
+        e->body = NULL;
+        e->body_len = 0;
+        if (body && e->body_key && (e->body = malloc(*outlen + 1)) != NULL) {
+            memcpy(e->body, body, *outlen + 1);
+            e->body_len = *outlen;
+        } else if (body) {
+            free(e->body_key); /* not cached */
+            e->body_key = NULL;
+        }
+    }
+    return body;
+}
+
 /* Loads the templates again (SIGHUP); a set that does not load leaves the old one in force. */
 static void s_templates_reload(notify_deliver_t *self)
 {
@@ -968,6 +1017,7 @@ static void s_templates_reload(notify_deliver_t *self)
     }
     em_template_destroy(&self->tmpl);
     self->tmpl = t;
+    self->tmpl_gen++;
     EM_LOG_INFO(MOD, "templates reloaded from %s (%d languages)", self->templates_dir,
                 em_template_language_count(t));
 }
@@ -1417,7 +1467,7 @@ static void s_advance(notify_deliver_t *self, dsub_t *s, int64_t head)
         int match = ev && em_subscription_matches(&s->org, (const char *const *)s->types.v,
                                                   s->types.n, s->filter, &s->domain, ev);
         free(s->body);
-        s->body = match ? s_with_summaries(self, s, ev, e->text, e->len, &s->body_len) : NULL;
+        s->body = match ? s_body_for(self, s, e, ev, &s->body_len) : NULL;
         if (!match) {
             s_done(s);
             skipped++;
