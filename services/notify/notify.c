@@ -954,6 +954,8 @@ notify_t *notify_new(const char *config_path)
     }
 
     self->subs = notify_subs_new(self->cfg.shared.pg_dsn);
+    if (self->subs)
+        notify_subs_allow_private(self->subs, self->cfg.webhook_allow_private);
     if (!self->subs) {
         EM_LOG_ERROR(MOD, "out of memory");
         goto fail;

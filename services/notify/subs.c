@@ -3,7 +3,9 @@
  * own; the organisation is always taken from the API key, never from the body. */
 #include "subs.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
 #include <jansson.h>
 #include <regex.h>
 #include <stdbool.h>
@@ -20,6 +22,7 @@
 #include "em_template.h"
 #include "em_util.h"
 #include "em_webhook.h"
+#include "deliver.h"
 
 #define MOD "subs"
 #define PREFIX "/v1/subscriptions"
@@ -30,6 +33,7 @@
 
 struct notify_subs {
     char *dsn;
+    bool allow_private; /* accept sinks on loopback, private or reserved literal addresses */
     em_store_t *store;
     char err[EM_ERR_LEN];
 };
@@ -437,9 +441,51 @@ static int s_validate(json_t *body, json_t **out, verr_t *e)
 /* ---------------------------------------------------------------------------------------- */
 /* Handlers */
 
+/* 1 when the sink's host is a literal address that delivery would refuse (loopback, private,
+ * link-local, reserved; see notify_deliver_addr_refused) or a name under "localhost".  Names
+ * are not resolved here (that would block the loop): delivery checks every address it
+ * connects to. */
+static int s_sink_refused(const char *url)
+{
+    CURLU *u = curl_url();
+    char *host = NULL;
+    int refused = 0;
+    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host) {
+        size_t n = strlen(host);
+        struct sockaddr_in a4 = {.sin_family = AF_INET};
+        struct sockaddr_in6 a6 = {.sin6_family = AF_INET6};
+        char inner[64];
+        if (n > 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof inner) {
+            memcpy(inner, host + 1, n - 2);
+            inner[n - 2] = '\0';
+            char *zone = strchr(inner, '%');
+            if (zone)
+                *zone = '\0';
+            if (inet_pton(AF_INET6, inner, &a6.sin6_addr) == 1)
+                refused = notify_deliver_addr_refused((struct sockaddr *)&a6);
+        } else if (inet_pton(AF_INET, host, &a4.sin_addr) == 1) {
+            refused = notify_deliver_addr_refused((struct sockaddr *)&a4);
+        } else {
+            if (n > 0 && host[n - 1] == '.')
+                host[--n] = '\0'; /* "localhost." is "localhost" */
+            refused = strcasecmp(host, "localhost") == 0 ||
+                      (n > 10 && strcasecmp(host + n - 10, ".localhost") == 0);
+        }
+    }
+    curl_free(host);
+    curl_url_cleanup(u);
+    return refused;
+}
+
+void notify_subs_allow_private(notify_subs_t *self, bool allow)
+{
+    self->allow_private = allow;
+}
+
 /* Parses and validates the body; answers 400 itself.  Returns the normalised object or
  * NULL. */
-static json_t *s_read_body(em_http_req_t *req)
+static json_t *s_read_body(notify_subs_t *self, em_http_req_t *req)
 {
     size_t len;
     const char *text = em_http_req_body(req, &len);
@@ -458,6 +504,14 @@ static json_t *s_read_body(em_http_req_t *req)
         return NULL;
     }
     json_decref(body);
+    if (!self->allow_private &&
+        s_sink_refused(json_string_value(json_object_get(norm, "sink")))) {
+        s_error(req, 400, "/sink",
+                "resolves to a loopback, private, link-local or reserved address: events are "
+                "not delivered there ([notify] webhook_allow_private)");
+        json_decref(norm);
+        return NULL;
+    }
     return norm;
 }
 
@@ -531,7 +585,7 @@ static const char s_update_sql[] =
 
 static void s_create(notify_subs_t *self, em_http_req_t *req, const char *org)
 {
-    json_t *n = s_read_body(req);
+    json_t *n = s_read_body(self, req);
     if (!n)
         return;
     char id[32] = "sub_";
@@ -542,7 +596,7 @@ static void s_create(notify_subs_t *self, em_http_req_t *req, const char *org)
 
 static void s_replace(notify_subs_t *self, em_http_req_t *req, const char *org, const char *id)
 {
-    json_t *n = s_read_body(req);
+    json_t *n = s_read_body(self, req);
     if (!n)
         return;
     s_write(self, req, s_update_sql, id, org, n, 200);

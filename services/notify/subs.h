@@ -25,6 +25,8 @@
  * the archive's current head: it receives events committed after its creation. */
 #ifndef NOTIFY_SUBS_H
 #define NOTIFY_SUBS_H
+#include <stdbool.h>
+
 #include "em_http.h"
 
 typedef struct notify_subs notify_subs_t;
@@ -33,6 +35,10 @@ typedef struct notify_subs notify_subs_t;
  * when out of memory. */
 notify_subs_t *notify_subs_new(const char *dsn);
 void notify_subs_destroy(notify_subs_t **self_p);
+/* With allow false (the default), a sink whose host is a literal loopback, private,
+ * link-local or reserved address, or a name under "localhost", is refused with 400 at /sink
+ * ([notify] webhook_allow_private; delivery checks every address it connects to anyway). */
+void notify_subs_allow_private(notify_subs_t *self, bool allow);
 
 /* Answers req when its path is /v1/subscriptions or below and returns 1; returns 0 without
  * touching req otherwise. */

@@ -45,6 +45,12 @@ resp=$(curl -s -w '\n%{http_code}' -H "Authorization: Bearer $KEY_MHD" \
 em_eq "bad sink: 400" "$(tail -n1 <<<"$resp")" 400
 em_eq "bad sink: the error names the member" "$(head -n -1 <<<"$resp")" \
     '{"error":"must be an http or https URL","pointer":"/sink"}'
+resp=$(curl -s -w '\n%{http_code}' -H "Authorization: Bearer $KEY_MHD" \
+    -H 'Content-Type: application/json' -d '{"sink":"http://169.254.169.254/latest/meta-data"}' "$API")
+em_eq "a sink on a link-local address (cloud metadata) is refused at creation: 400" \
+    "$(tail -n1 <<<"$resp")" 400
+em_check "... naming /sink and the setting that allows it" \
+    grep -q '"pointer":"/sink".*\|webhook_allow_private.*"pointer":"/sink"' <<<"$(head -n -1 <<<"$resp")"
 
 em_eq "GET by another organisation: 404" \
     "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY_BA" "$API/$id")" 404
