@@ -21,6 +21,9 @@
 #include "../../services/notify/notify.h"
 
 #define MAX_GOT 4096
+#define OPKEY "emk_test_operator"   /* an operator organisation's key: sees every tier */
+#define PUBKEY "emk_test_public"    /* a public organisation's key */
+#define REVKEY "emk_test_revoked"   /* revoked */
 
 static PGconn *s_pg;
 static void *s_zctx;
@@ -66,12 +69,18 @@ static void s_envelope(int64_t seq, char *buf, size_t len)
              seq, seq);
 }
 
-/* Commits events first..last as archive would. */
-static void s_insert(int64_t first, int64_t last)
+/* Commits events first..last as archive would, with the given visibility (NULL: none, which
+ * counts as internal). */
+static void s_insert_vis(int64_t first, int64_t last, const char *vis)
 {
     for (int64_t seq = first; seq <= last; seq++) {
-        char env[512], s[32], id[32];
+        char env[640], s[32], id[32];
         s_envelope(seq, env, sizeof env);
+        if (vis) {
+            char tail[512];
+            snprintf(tail, sizeof tail, "%s", env + 1);
+            snprintf(env, sizeof env, "{\"visibility\": \"%s\",%s", vis, tail);
+        }
         snprintf(s, sizeof s, "%" PRId64, seq);
         snprintf(id, sizeof id, "ev-%" PRId64, seq);
         const char *params[3] = {s, id, env};
@@ -85,6 +94,11 @@ static void s_insert(int64_t first, int64_t last)
             fail_msg("insert: %s", PQerrorMessage(s_pg));
         PQclear(r);
     }
+}
+
+static void s_insert(int64_t first, int64_t last)
+{
+    s_insert_vis(first, last, NULL);
 }
 
 /* Publishes event seq on the events bus as archive does after COMMIT. */
@@ -284,6 +298,21 @@ static int s_group_setup(void **state)
     if (ddl) {
         s_sql(ddl);
         free(ddl);
+        /* organisations and keys (stream authentication), kind operator */
+        const char *more[] = {"services/archive/migrations/002_subscriptions.sql",
+                              "services/archive/migrations/005_operator_orgs.sql"};
+        for (size_t i = 0; i < 2; i++) {
+            ddl = s_read_file(more[i]);
+            assert_non_null(ddl);
+            s_sql(ddl);
+            free(ddl);
+        }
+        s_sql("INSERT INTO organisations (id, kind) VALUES ('ops', 'operator'), "
+              "('portal', 'public')");
+        s_sql("INSERT INTO api_keys (org_id, key_hash, revoked_at) VALUES "
+              "('ops', encode(sha256('" OPKEY "'), 'hex'), NULL), "
+              "('portal', encode(sha256('" PUBKEY "'), 'hex'), NULL), "
+              "('ops', encode(sha256('" REVKEY "'), 'hex'), now())");
     } else {
         s_sql("CREATE TABLE events (seq bigint PRIMARY KEY, source text NOT NULL, "
               "id text NOT NULL, type text NOT NULL, subject text, time timestamptz, "
@@ -346,7 +375,7 @@ static void test_stream_in_order_within_credit(void **state)
     PUMP_UNTIL(n, NULL, NULL, notify_head(n) == 20);
 
     void *d = s_client(n);
-    s_say(d, "{\"subscribe\":{\"after\":0},\"credit\":5}");
+    s_say(d, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":0},\"credit\":5}");
     s_pump(n, d, &g, 300);
     s_assert_seqs(&g, 1, 5);
     s_say(d, "{\"credit\":7}");
@@ -389,7 +418,7 @@ static void test_gap_filled_from_pg(void **state)
     notify_t *n = s_notify_ready();
     assert_int_equal(notify_head(n), 0);
     void *d = s_client(n);
-    s_say(d, "{\"subscribe\":{\"after\":0},\"credit\":1000}");
+    s_say(d, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":0},\"credit\":1000}");
     s_pump(n, d, &g, 100);
 
     s_insert(1, 12);
@@ -435,7 +464,7 @@ static void test_cursor_resumes(void **state)
     assert_non_null(n);
     assert_int_equal(notify_head(n), 13); /* resumed, not restarted from 0 */
     void *d = s_client(n);
-    s_say(d, "{\"subscribe\":{\"after\":13},\"credit\":10}");
+    s_say(d, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":13},\"credit\":10}");
     PUMP_UNTIL(n, d, &g, g.nevents == 3);
     s_pump(n, d, &g, 200);
     s_assert_seqs(&g, 14, 3);
@@ -454,7 +483,7 @@ static void test_zero_credit(void **state)
     notify_t *n = s_notify_ready();
     PUMP_UNTIL(n, NULL, NULL, notify_head(n) == 5);
     void *d = s_client(n);
-    s_say(d, "{\"subscribe\":{\"after\":0},\"credit\":0}");
+    s_say(d, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":0},\"credit\":0}");
     s_pump(n, d, &g, 300);
     assert_int_equal(g.nevents, 0);
     assert_int_equal(notify_client_count(n), 1);
@@ -465,7 +494,7 @@ static void test_zero_credit(void **state)
     s_pump(n, d, &g, 200);
     s_assert_seqs(&g, 1, 2);
     /* re-subscribing moves the cursor */
-    s_say(d, "{\"subscribe\":{\"after\":3},\"credit\":9}");
+    s_say(d, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":3},\"credit\":9}");
     PUMP_UNTIL(n, d, &g, g.nevents == 4);
     assert_int_equal(g.seqs[2], 4);
     assert_int_equal(g.seqs[3], 5);
@@ -484,7 +513,7 @@ static void test_bad_client_messages(void **state)
     PUMP_UNTIL(n, NULL, NULL, notify_head(n) == 3);
     void *b = s_client(n);
     void *d = s_client(n);
-    s_say(d, "{\"subscribe\":{\"after\":0},\"credit\":2}");
+    s_say(d, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":0},\"credit\":2}");
     const char *garbage[] = {
         "not json",
         "{\"subscribe\":",
@@ -493,10 +522,10 @@ static void test_bad_client_messages(void **state)
         "{\"credit\":\"x\"}",
         "{\"credit\":-1}",
         "{\"credit\":1.5}",
-        "{\"subscribe\":{\"after\":-1},\"credit\":1}",
-        "{\"subscribe\":{\"after\":\"0\"}}",
+        "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":-1},\"credit\":1}",
+        "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":\"0\"}}",
         "{\"subscribe\":[0]}",
-        "{\"subscribe\":{\"after\":0,\"filter\":1}}",
+        "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":0,\"filter\":1}}",
         "{\"credit\":5}", /* not subscribed */
         "{\"bogus\":1}",
         "{}",
@@ -514,7 +543,7 @@ static void test_bad_client_messages(void **state)
     s_assert_seqs(&good, 1, 2);
 
     /* a good message from the same peer works afterwards */
-    s_say(b, "{\"subscribe\":{\"after\":1},\"credit\":5}");
+    s_say(b, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":1},\"credit\":5}");
     s_say(d, "{\"credit\":5}");
     s_pump2(n, b, &bad, d, &good, 300);
     s_assert_seqs(&bad, 2, 2);
@@ -539,9 +568,9 @@ static void test_idle_and_vanished_clients(void **state)
     void *idle = s_client(n);
     void *waiting = s_client(n);
     void *gone = s_client(n);
-    s_say(idle, "{\"subscribe\":{\"after\":0},\"credit\":2}");
-    s_say(waiting, "{\"subscribe\":{\"after\":2},\"credit\":5}");
-    s_say(gone, "{\"subscribe\":{\"after\":2},\"credit\":5}");
+    s_say(idle, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":0},\"credit\":2}");
+    s_say(waiting, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":2},\"credit\":5}");
+    s_say(gone, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":2},\"credit\":5}");
     s_pump2(n, idle, &g, waiting, &h, 200);
     assert_int_equal(notify_client_count(n), 3);
     s_close(gone); /* vanishes with credit left */
@@ -580,7 +609,7 @@ static void test_slow_client_backpressure(void **state)
     void *d = s_client(n);
     int hwm = 10;
     zmq_setsockopt(d, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    s_say(d, "{\"subscribe\":{\"after\":0},\"credit\":4000}");
+    s_say(d, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":0},\"credit\":4000}");
     s_pump(n, NULL, NULL, 500); /* the client does not read */
     PUMP_UNTIL(n, d, &g, g.nevents == 4000);
     s_pump(n, d, &g, 100);
@@ -604,7 +633,7 @@ static void test_admin_http(void **state)
     notify_t *n = s_notify_ready();
     PUMP_UNTIL(n, NULL, NULL, notify_head(n) == 4);
     void *d = s_client(n);
-    s_say(d, "{\"subscribe\":{\"after\":0},\"credit\":3}");
+    s_say(d, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":0},\"credit\":3}");
     PUMP_UNTIL(n, d, &g, g.nevents == 3);
 
     assert_int_equal(s_http_get(n, "/healthz", NULL, 0), 200);
@@ -630,7 +659,7 @@ static void test_pg_down(void **state)
     notify_t *n = s_notify_ready();
     PUMP_UNTIL(n, NULL, NULL, notify_head(n) == 3);
     void *d = s_client(n);
-    s_say(d, "{\"subscribe\":{\"after\":0},\"credit\":100}");
+    s_say(d, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":0},\"credit\":100}");
     PUMP_UNTIL(n, d, &g, g.nevents == 3);
 
     s_insert(4, 6);
