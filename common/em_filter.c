@@ -424,6 +424,8 @@ int em_visibility_allows(const em_org_t *org, json_t *event)
     em_visibility_t tier = em_visibility_of(event);
     if (tier == EM_VIS_PUBLIC)
         return 1;
+    if (org->kind == EM_ORG_OPERATOR)
+        return 1;
     if (org->kind == EM_ORG_PUBLIC)
         return 0;
     if (s_is_issuer(org, event))

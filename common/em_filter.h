@@ -72,8 +72,15 @@ int em_types_match(const char *const *types, size_t ntypes, json_t *event);
  *   internal   : the issuer only.
  * The issuer is the organisation with a source prefix of the event's `source`, matched on a
  * path boundary: "/pk/ba/mmdd" owns "/pk/ba/mmdd" and "/pk/ba/mmdd/royalty", never
- * "/pk/ba/mmdd-x".  An organisation of kind public never sees anything beyond public. */
-typedef enum { EM_ORG_PUBLIC = 0, EM_ORG_ENTERPRISE, EM_ORG_AUTHORITY } em_org_kind_t;
+ * "/pk/ba/mmdd-x".  An organisation of kind public never sees anything beyond public.  An
+ * organisation of kind operator (the platform's own operators: `eminectl tail`, audits) sees
+ * every tier. */
+typedef enum {
+    EM_ORG_PUBLIC = 0,
+    EM_ORG_ENTERPRISE,
+    EM_ORG_AUTHORITY,
+    EM_ORG_OPERATOR
+} em_org_kind_t;
 
 typedef struct {
     em_org_kind_t kind;

@@ -28,6 +28,18 @@ typedef struct {
     char *value;
 } s_header_t;
 
+/* A streaming body: owned by its MHD response (freed by s_stream_free), linked to its request
+ * while the connection lasts. */
+typedef struct {
+    em_http_req_t *req; /* NULL once the request is completed */
+    em_http_fill_fn *fill;
+    em_http_done_fn *done;
+    void *arg;
+    bool parked;        /* suspended by the reader, waiting for em_http_stream_wake */
+    bool ended;         /* no more fill calls */
+    bool done_called;
+} s_stream_t;
+
 struct em_http_req {
     em_http_t *http;
     struct MHD_Connection *conn; /* NULL once MHD has finished with the connection */
@@ -44,6 +56,7 @@ struct em_http_req {
     size_t nheaders;
     unsigned int status;
     struct MHD_Response *response; /* built by em_http_respond while suspended */
+    s_stream_t *stream; /* a streaming response (em_http_stream), else NULL */
     em_http_req_t *prev, *next; /* every live request, for destroy */
 };
 
@@ -53,6 +66,7 @@ struct em_http {
     em_http_handler_fn *fn;
     void *arg;
     int pending_resume; /* answered while suspended and not yet picked up by MHD_run */
+    int woken;          /* streams unparked since the last MHD_run */
     em_http_req_t *reqs;
 };
 
@@ -65,6 +79,8 @@ static void s_req_unlink_free(em_http_req_t *req)
         self->reqs = req->next;
     if (req->next)
         req->next->prev = req->prev;
+    if (req->stream)
+        req->stream->req = NULL;
     for (size_t i = 0; i < req->nheaders; i++) {
         free(req->headers[i].name);
         free(req->headers[i].value);
@@ -122,6 +138,78 @@ void em_http_respond(em_http_req_t *req, int status, const char *content_type, c
         req->http->pending_resume++;
         MHD_resume_connection(req->conn);
     }
+}
+
+static ssize_t s_stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    s_stream_t *st = cls;
+    (void)pos;
+    if (st->ended || !st->req || !st->req->conn)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    long n = st->fill(st->arg, buf, max);
+    if (n > 0)
+        return (ssize_t)((size_t)n > max ? max : (size_t)n);
+    if (n < 0) {
+        st->ended = true;
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    }
+    /* Nothing to send: park the connection (allowed from a content reader callback). */
+    st->parked = true;
+    MHD_suspend_connection(st->req->conn);
+    return 0;
+}
+
+static void s_stream_free(void *cls)
+{
+    s_stream_t *st = cls;
+    if (st->req)
+        st->req->stream = NULL;
+    if (!st->done_called) {
+        st->done_called = true;
+        st->done(st->arg);
+    }
+    free(st);
+}
+
+int em_http_stream(em_http_req_t *req, int status, const char *content_type,
+                   em_http_fill_fn *fill, em_http_done_fn *done, void *arg)
+{
+    if (!req || !req->conn || !req->in_handler || req->state != S_HELD || !fill || !done)
+        return -1;
+    s_stream_t *st = calloc(1, sizeof *st);
+    struct MHD_Response *resp =
+        st ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, s_stream_reader, st,
+                                               s_stream_free)
+           : NULL;
+    if (!resp) {
+        free(st);
+        static const char oom[] = "{\"error\":\"out of memory\"}";
+        em_http_respond(req, 500, "application/json", oom, sizeof oom - 1);
+        return -1;
+    }
+    st->req = req;
+    st->fill = fill;
+    st->done = done;
+    st->arg = arg;
+    req->stream = st;
+    if (content_type)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    for (size_t i = 0; i < req->nheaders; i++)
+        MHD_add_response_header(resp, req->headers[i].name, req->headers[i].value);
+    req->state = S_ANSWERED;
+    req->status = (unsigned int)status;
+    MHD_queue_response(req->conn, req->status, resp);
+    MHD_destroy_response(resp); /* the connection holds it; s_stream_free runs at its end */
+    return 0;
+}
+
+void em_http_stream_wake(em_http_req_t *req)
+{
+    if (!req || !req->stream || !req->stream->parked || !req->conn)
+        return;
+    req->stream->parked = false;
+    req->http->woken++;
+    MHD_resume_connection(req->conn);
 }
 
 static enum MHD_Result s_queue_413(em_http_req_t *req)
@@ -251,6 +339,17 @@ static void s_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (req->resume_pending) {
         req->resume_pending = false;
         req->http->pending_resume--; /* resumed but never called back */
+    }
+    if (req->stream) {
+        s_stream_t *st = req->stream;
+        st->ended = true;
+        if (st->parked) {
+            st->parked = false; /* MHD has dropped the connection */
+        }
+        if (!st->done_called) {
+            st->done_called = true;
+            st->done(st->arg);
+        }
     }
     if (req->state == S_HELD) {
         /* The handler still holds req: keep it until em_http_respond releases it. */
@@ -387,6 +486,11 @@ void em_http_destroy(em_http_t **self_p)
                 em_http_req_t *next = req->next;
                 if (req->state == S_HELD)
                     em_http_respond(req, 503, "application/json", busy, sizeof busy - 1);
+                else if (req->stream) {
+                    /* End every stream; unpark the parked ones so that MHD finishes them. */
+                    req->stream->ended = true;
+                    em_http_stream_wake(req);
+                }
                 req = next;
             }
             for (int i = 0; i < 100 && self->pending_resume > 0; i++)
@@ -421,7 +525,7 @@ long em_http_timeout_ms(em_http_t *self)
     MHD_UNSIGNED_LONG_LONG ms;
     if (!self)
         return -1;
-    if (self->pending_resume > 0)
+    if (self->pending_resume > 0 || self->woken > 0)
         return 0; /* resumed connections are processed by the next em_http_run */
     if (MHD_get_timeout(self->daemon, &ms) != MHD_YES)
         return -1;
@@ -430,8 +534,10 @@ long em_http_timeout_ms(em_http_t *self)
 
 void em_http_run(em_http_t *self)
 {
-    if (self)
+    if (self) {
+        self->woken = 0;
         MHD_run(self->daemon);
+    }
 }
 
 const char *em_http_req_method(const em_http_req_t *req)

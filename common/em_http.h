@@ -47,4 +47,21 @@ void em_http_add_header(em_http_req_t *req, const char *name, const char *value)
 void em_http_respond(em_http_req_t *req, int status, const char *content_type, const char *body,
                      size_t len);
 
+/* Streaming responses (e.g. Server-Sent Events): the body is produced as the socket drains.
+ * fill writes at most max bytes into buf and returns how many (> 0), 0 when nothing is ready
+ * (the connection is parked, costing no CPU, until em_http_stream_wake), or -1 to end the
+ * body.  done is called exactly once when the stream is over (the body ended, the client went
+ * away, or the server is destroyed); req must not be used after it.  A parked connection does
+ * not notice that its client left: wake it now and then (a keepalive) to find out. */
+typedef long(em_http_fill_fn)(void *arg, char *buf, size_t max);
+typedef void(em_http_done_fn)(void *arg);
+/* Answers req (from the handler only) with status and a chunked body from fill; headers added
+ * with em_http_add_header are sent too.  Returns 0; -1 when the response cannot be built (req
+ * is then answered 500 and released; done is not called). */
+int em_http_stream(em_http_req_t *req, int status, const char *content_type,
+                   em_http_fill_fn *fill, em_http_done_fn *done, void *arg);
+/* Unparks a stream: fill is called again by the next em_http_run (em_http_timeout_ms is 0
+ * meanwhile).  No effect on a stream that is not parked. */
+void em_http_stream_wake(em_http_req_t *req);
+
 #endif

@@ -183,7 +183,28 @@ EOF
     if [ -s "$VAR/producer.key" ]; then
         printf "EMINE_PRODUCER='local'\nEMINE_PRODUCER_KEY='%s'\n" "$(cat "$VAR/producer.key")" >>"$VAR/emine.env"
     fi
+    if [ -s "$VAR/operator.key" ]; then
+        printf "EMINE_KEY='%s'\n" "$(cat "$VAR/operator.key")" >>"$VAR/emine.env"
+    fi
     chmod 600 "$VAR/emine.env"
+}
+
+# The local stack's operator organisation, `local-ops` (kind operator: sees every visibility
+# tier).  Its API key is kept in var/operator.key and written to var/emine.env as EMINE_KEY,
+# which `eminectl tail` reads (the stream sends only what the key's organisation may see).
+ensure_operator() {
+    local ctl="$BUILD/bin/eminectl" out
+    export EMINE_PG_DSN="$PG_DSN"
+    if ! "$ctl" subs orgs 2>/dev/null | grep -q '^local-ops[[:space:]]'; then
+        "$ctl" subs org-create local-ops --kind operator --name "local stack operators" \
+            >/dev/null || die "cannot create the operator organisation local-ops"
+        rm -f "$VAR/operator.key"
+    fi
+    [ -s "$VAR/operator.key" ] && return 0
+    out=$("$ctl" subs key-create local-ops --label local-stack 2>/dev/null) ||
+        die "cannot create a key for local-ops"
+    (umask 077 && printf '%s\n' "$out" | tail -n 1 >"$VAR/operator.key")
+    say "operator organisation 'local-ops' registered; its key is in var/operator.key"
 }
 
 # The local stack's own producer, `local`, allowed every source and every e-mining type (ingest
@@ -322,6 +343,7 @@ up() {
     write_env
     services_up
     ensure_producer
+    ensure_operator
     write_env
     say "up: environment in var/emine.env"
 }

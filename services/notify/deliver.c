@@ -435,6 +435,7 @@ static int s_def_load(dsub_t *s, PGresult *r, int i)
     memset(&s->org, 0, sizeof s->org);
     s->org.kind = strcmp(kind, "authority") == 0    ? EM_ORG_AUTHORITY
                   : strcmp(kind, "enterprise") == 0 ? EM_ORG_ENTERPRISE
+                  : strcmp(kind, "operator") == 0   ? EM_ORG_OPERATOR
                                                     : EM_ORG_PUBLIC;
     s->org.province = s->province;
     s->org.party_ids = (const char *const *)s->parties.v;

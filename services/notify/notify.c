@@ -28,6 +28,7 @@
 #include "em_store.h"
 #include "em_util.h"
 #include "deliver.h"
+#include "stream.h"
 #include "subs.h"
 
 #define MOD "notify"
@@ -40,6 +41,11 @@
 #define PG_BACKOFF_MAX_MS 5000
 #define BLOCKED_RETRY_MS 10         /* a client whose pipe was full is retried after this */
 #define HTTP_MAX_BODY 65536         /* admin HTTP request bodies (subscriptions) */
+#define KEY_CACHE_MS 60000          /* a re-subscribe with the same key within this reuses the
+                                       organisation read from PostgreSQL */
+#define SSE_PAGE 64                 /* catch-up rows held per SSE connection */
+#define KEY_RECHECK_MS 60000        /* a subscribed client's key is checked again this often
+                                       (a revoked key ends the subscription) */
 
 typedef struct {
     em_shared_cfg_t shared;
@@ -59,6 +65,8 @@ typedef struct {
     int subs_reload_ms;         /* [notify] subs_reload_ms */
     int webhook_breaker_failures; /* [notify] webhook_breaker_failures */
     int webhook_breaker_open_ms;  /* [notify] webhook_breaker_open_ms */
+    int sse_max_clients;          /* [notify] sse_max_clients */
+    int sse_keepalive_ms;         /* [notify] sse_keepalive_ms */
 } notify_cfg_t;
 
 static const em_config_entry_t s_config[] = {
@@ -99,6 +107,10 @@ static const em_config_entry_t s_config[] = {
     {EM_CFG_INT, "notify", "webhook_breaker_open_ms", "30000",
      offsetof(notify_cfg_t, webhook_breaker_open_ms),
      "how long an open circuit sends nothing before one probe"},
+    {EM_CFG_INT, "notify", "sse_max_clients", "64", offsetof(notify_cfg_t, sse_max_clients),
+     "GET /v1/stream (SSE) connections served at once; more are answered 503"},
+    {EM_CFG_INT, "notify", "sse_keepalive_ms", "15000", offsetof(notify_cfg_t, sse_keepalive_ms),
+     "an SSE connection with nothing to send gets a `: ping` comment this often"},
     {0},
 };
 
@@ -109,6 +121,23 @@ typedef struct {
     size_t len;
 } ring_entry_t;
 
+/* One GET /v1/stream (Server-Sent Events) connection.  Its memory is bounded: the text of
+ * one event being written (out) and at most one page of catch-up rows (page); the next event
+ * is produced only when MHD asks for more bytes, i.e. as the socket drains. */
+typedef struct sse {
+    struct notify *owner;
+    em_http_req_t *req;    /* valid until s_sse_done */
+    notify_view_t *view;   /* owned */
+    int64_t cursor;        /* last seq sent or skipped */
+    char *out;             /* text being sent (owned), out_len bytes, out_off already sent */
+    size_t out_len, out_off;
+    PGresult *page;        /* catch-up rows after cursor (seq, envelope) */
+    int page_i;
+    int64_t next_ping;     /* monotonic ms */
+    bool parked;           /* fill returned 0: waiting for em_http_stream_wake */
+    struct sse *prev, *next;
+} sse_t;
+
 typedef struct {
     uint8_t id[CLIENT_ID_MAX]; /* routing id */
     size_t idlen;
@@ -116,6 +145,7 @@ typedef struct {
     int64_t credit;        /* events that may still be sent */
     int64_t last_seen_ms;  /* last valid message (monotonic) */
     int64_t blocked_until; /* pipe was full: retry after this (monotonic ms) */
+    notify_view_t *view;   /* organisation and narrowing options (owned) */
 } client_t;
 
 struct notify {
@@ -152,6 +182,10 @@ struct notify {
 
     client_t *clients;
     int nclients;
+
+    sse_t *sse;            /* SSE connections */
+    int nsse;
+    em_metric_t *m_sse, *m_sse_sent;
 };
 
 /* ---------------------------------------------------------------------------------------- */
@@ -453,6 +487,7 @@ static client_t *s_client_find(notify_t *self, const void *id, size_t idlen)
 static void s_client_remove(notify_t *self, client_t *c)
 {
     int i = (int)(c - self->clients);
+    notify_view_destroy(&c->view);
     self->clients[i] = self->clients[self->nclients - 1];
     self->nclients--;
     em_metric_set(self->m_clients, self->nclients);
@@ -467,6 +502,20 @@ static int s_send_to(notify_t *self, const void *id, size_t idlen, const void *d
     if (zmq_send(self->router, data, len, ZMQ_DONTWAIT) < 0)
         return -1;
     return 0;
+}
+
+/* Sends {"error":msg} (plus "retry_ms" when retry_ms >= 0). */
+static void s_send_error_retry(notify_t *self, const void *id, size_t idlen, const char *msg,
+                               int64_t retry_ms)
+{
+    json_t *o = json_pack("{s:s}", "error", msg);
+    if (o && retry_ms >= 0)
+        json_object_set_new(o, "retry_ms", json_integer(retry_ms));
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    if (text)
+        (void)s_send_to(self, id, idlen, text, strlen(text));
+    free(text);
+    json_decref(o);
 }
 
 static void s_send_error(notify_t *self, const void *id, size_t idlen, const char *msg)
@@ -498,28 +547,33 @@ static int s_client_send(notify_t *self, client_t *c, int64_t seq, const char *f
     return 0;
 }
 
-/* Sends c at most one page of the events it may receive.  Returns -1 when the client is
- * gone, else 0. */
+/* Sends c at most one page of the events it may receive.  Events its view does not match
+ * (another organisation's, or filtered out) advance its cursor without using credit; at most
+ * one page of events is looked at per call.  Returns -1 when the client is gone, else 0. */
 static int s_client_serve(notify_t *self, client_t *c, int64_t now)
 {
     if (c->credit <= 0 || c->cursor >= self->head || now < c->blocked_until)
         return 0;
-    int64_t limit = c->credit < self->cfg.batch ? c->credit : self->cfg.batch;
+    int64_t scan = self->cfg.batch;
     if (c->cursor >= self->ring_base) {
-        for (size_t i = s_ring_find(self, c->cursor); i < self->ring_count && limit > 0;
-             i++, limit--) {
+        for (size_t i = s_ring_find(self, c->cursor);
+             i < self->ring_count && scan > 0 && c->credit > 0; i++, scan--) {
             ring_entry_t *e = s_ring_at(self, i);
+            if (!notify_view_matches_frame(c->view, e->frame, e->len)) {
+                c->cursor = e->seq; /* not for this client: skipped, no credit used */
+                continue;
+            }
             int rc = s_client_send(self, c, e->seq, e->frame, e->len);
             if (rc != 0)
                 return rc < 0 ? -1 : 0;
         }
         return 0;
     }
-    PGresult *res = s_fetch_page(self, c->cursor, self->head, limit);
+    PGresult *res = s_fetch_page(self, c->cursor, self->head, scan);
     if (!res)
         return 0;
     int rc = 0, n = PQntuples(res), i;
-    for (i = 0; i < n && rc == 0; i++) {
+    for (i = 0; i < n && rc == 0 && c->credit > 0; i++) {
         int64_t seq = strtoll(PQgetvalue(res, i, 0), NULL, 10);
         size_t flen;
         char *frame = s_frame_new(seq, PQgetvalue(res, i, 1), (size_t)PQgetlength(res, i, 1),
@@ -530,11 +584,14 @@ static int s_client_serve(notify_t *self, client_t *c, int64_t now)
             rc = 1;
             break;
         }
-        rc = s_client_send(self, c, seq, frame, flen);
+        if (notify_view_matches_frame(c->view, frame, flen))
+            rc = s_client_send(self, c, seq, frame, flen);
+        else
+            c->cursor = seq;
         free(frame);
     }
     PQclear(res);
-    if (rc == 0 && n < limit)
+    if (rc == 0 && i == n && n < scan)
         c->cursor = self->head; /* PostgreSQL holds nothing else up to head */
     return rc < 0 ? -1 : 0;
 }
@@ -574,16 +631,37 @@ static void s_serve_clients(notify_t *self)
     }
 }
 
-/* Forgets clients silent for client_idle_s without credit left. */
+/* Forgets clients silent for client_idle_s without credit left.  Also checks again the key
+ * of at most one client whose key was last checked KEY_RECHECK_MS ago: a revoked key (or a
+ * deleted organisation) is answered "unauthorized" and the client forgotten. */
 static void s_reap_clients(notify_t *self, int64_t now)
 {
     int64_t idle_ms = (int64_t)self->cfg.client_idle_s * 1000;
+    bool rechecked = false;
     for (int i = 0; i < self->nclients;) {
         client_t *c = &self->clients[i];
         if (c->credit <= 0 && now - c->last_seen_ms >= idle_ms) {
             EM_LOG_INFO(MOD, "forgetting an idle stream client");
             s_client_remove(self, c);
             continue;
+        }
+        if (!rechecked && now - notify_view_auth_ms(c->view) >= KEY_RECHECK_MS &&
+            s_pg_usable(self)) {
+            rechecked = true;
+            char key[65];
+            snprintf(key, sizeof key, "%s", notify_view_key(c->view));
+            int rc = notify_view_auth(c->view, self->store, key);
+            if (rc < 0) {
+                s_pg_failed(self, "checking a stream client's key");
+            } else if (rc == 0) {
+                EM_LOG_INFO(MOD, "stream client of organisation %s: key revoked",
+                            notify_view_org_id(c->view));
+                s_send_error(self, c->id, c->idlen, "unauthorized");
+                s_client_remove(self, c);
+                continue;
+            } else {
+                s_pg_ok(self);
+            }
         }
         i++;
     }
@@ -602,17 +680,58 @@ static int s_get_count(json_t *obj, const char *key, int64_t *out)
     return 1;
 }
 
+/* Authenticates a subscribe message's key into view.  c is the client's current state (NULL
+ * when new): the same key within KEY_CACHE_MS reuses its organisation.  Returns 0, or -1 with
+ * *error set ("unauthorized", "unavailable": *retry_ms set). */
+static int s_client_auth(notify_t *self, client_t *c, notify_view_t *view, json_t *key,
+                         const char **error, int64_t *retry_ms)
+{
+    const char *k = json_string_value(key);
+    char hash[65];
+    if (!k || !*k || notify_subs_key_hash(k, hash) != 0) {
+        *error = "unauthorized";
+        return -1;
+    }
+    if (c && c->view && strcmp(notify_view_key(c->view), hash) == 0 &&
+        em_mono_ms() - notify_view_auth_ms(c->view) < KEY_CACHE_MS &&
+        notify_view_copy_org(view, c->view) == 0)
+        return 0;
+    if (!s_pg_usable(self)) {
+        *error = "unavailable";
+        *retry_ms = self->pg_retry_at > em_mono_ms() ? self->pg_retry_at - em_mono_ms()
+                                                     : PG_BACKOFF_MIN_MS;
+        return -1;
+    }
+    int rc = notify_view_auth(view, self->store, hash);
+    if (rc < 0) {
+        s_pg_failed(self, "looking up a stream client's key");
+        *error = "unavailable";
+        *retry_ms = self->pg_backoff_ms ? self->pg_backoff_ms : PG_BACKOFF_MIN_MS;
+        return -1;
+    }
+    s_pg_ok(self);
+    if (rc == 0) {
+        *error = "unauthorized";
+        return -1;
+    }
+    return 0;
+}
+
 static void s_handle_client_msg(notify_t *self, const void *id, size_t idlen, const char *buf,
                                 size_t len)
 {
+    static const char *const sub_own[] = {"after", "key", NULL};
     if (idlen == 0 || idlen > CLIENT_ID_MAX)
         return; /* not a ROUTER routing id */
     json_error_t jerr;
     json_t *msg = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
     const char *error = NULL;
-    int64_t after = 0, credit = 0;
+    char errbuf[EM_ERR_LEN];
+    int64_t after = 0, credit = 0, retry_ms = -1;
     int has_after = 0, has_credit = 0;
     json_t *sub = NULL;
+    notify_view_t *view = NULL;
+    client_t *c = NULL;
 
     if (!msg) {
         error = "not JSON";
@@ -637,16 +756,19 @@ static void s_handle_client_msg(notify_t *self, const void *id, size_t idlen, co
             error = "subscribe must be an object";
             goto reply;
         }
-        json_object_foreach(sub, key, val)
-        {
-            if (strcmp(key, "after") != 0) {
-                error = "unknown member of subscribe (expected after)";
-                goto reply;
-            }
+        view = notify_view_new(sub, sub_own, "subscribe.", errbuf, sizeof errbuf);
+        if (!view) {
+            error = errbuf;
+            goto reply;
         }
         has_after = s_get_count(sub, "after", &after);
         if (has_after < 0) {
             error = "subscribe.after must be a non-negative integer";
+            goto reply;
+        }
+        json_t *k = json_object_get(sub, "key");
+        if (k && !json_is_string(k)) {
+            error = "subscribe.key must be a string (an organisation API key)";
             goto reply;
         }
     }
@@ -663,9 +785,16 @@ static void s_handle_client_msg(notify_t *self, const void *id, size_t idlen, co
         credit = CREDIT_MAX;
 
     int64_t now = em_mono_ms();
-    client_t *c = s_client_find(self, id, idlen);
+    c = s_client_find(self, id, idlen);
     if (!sub && !c) {
         error = "not subscribed";
+        goto reply;
+    }
+    if (sub && s_client_auth(self, c, view, json_object_get(sub, "key"), &error, &retry_ms) != 0) {
+        if (c && strcmp(error, "unauthorized") == 0) {
+            s_client_remove(self, c); /* nothing more for a client that lost its key */
+            c = NULL;
+        }
         goto reply;
     }
     if (sub && !c) {
@@ -681,12 +810,16 @@ static void s_handle_client_msg(notify_t *self, const void *id, size_t idlen, co
         memcpy(c->id, id, idlen);
         c->idlen = idlen;
         em_metric_set(self->m_clients, self->nclients);
-        EM_LOG_INFO(MOD, "stream client subscribed after seq %" PRId64, after);
     }
     if (sub) {
+        notify_view_destroy(&c->view);
+        c->view = view;
+        view = NULL;
         c->cursor = after;
         c->credit = credit;
         c->blocked_until = 0;
+        EM_LOG_INFO(MOD, "stream client of organisation %s subscribed after seq %" PRId64,
+                    notify_view_org_id(c->view), after);
     } else {
         c->credit += credit;
         if (c->credit > CREDIT_MAX)
@@ -696,8 +829,9 @@ static void s_handle_client_msg(notify_t *self, const void *id, size_t idlen, co
 reply:
     if (error) {
         EM_LOG_DEBUG(MOD, "bad stream client message: %s", error);
-        s_send_error(self, id, idlen, error);
+        s_send_error_retry(self, id, idlen, error, retry_ms);
     }
+    notify_view_destroy(&view);
     json_decref(msg);
 }
 
@@ -788,6 +922,333 @@ static void s_handle_monitor(notify_t *self)
 }
 
 /* ---------------------------------------------------------------------------------------- */
+/* Server-Sent Events: GET /v1/stream */
+
+/* Sets x->out to the SSE text of a frame when x's view matches it.  Returns 1 (set), 0 (not
+ * for x) or -1 (out of memory). */
+static int s_sse_format(sse_t *x, int64_t seq, const char *frame, size_t flen)
+{
+    json_t *o = json_loadb(frame, flen, 0, NULL);
+    json_t *ev = json_object_get(o, "event");
+    static const char marker[] = ",\"event\":";
+    const char *data = memmem(frame, flen, marker, sizeof marker - 1);
+    if (!json_is_object(ev) || !data || !notify_view_matches(x->view, ev)) {
+        json_decref(o);
+        return 0;
+    }
+    data += sizeof marker - 1;
+    int dlen = (int)(frame + flen - 1 - data); /* up to the frame's closing brace */
+    const char *type = json_string_value(json_object_get(ev, "type"));
+    if (!type || strpbrk(type, "\r\n"))
+        type = "message"; /* never let a value break the SSE framing */
+    char *text = NULL;
+    int n = asprintf(&text, "id: %" PRId64 "\nevent: %s\ndata: %.*s\n\n", seq, type, dlen, data);
+    json_decref(o);
+    if (n < 0)
+        return -1;
+    x->out = text;
+    x->out_len = (size_t)n;
+    x->out_off = 0;
+    return 1;
+}
+
+/* Produces x's next text: the next event after its cursor that it may see (looking at most
+ * one page of events), else a keepalive comment when one is due.  Leaves x->out NULL when
+ * there is nothing.  Returns 0, or -1 when out of memory. */
+static int s_sse_next(notify_t *self, sse_t *x)
+{
+    int64_t now = em_mono_ms();
+    for (int scan = self->cfg.batch; scan > 0 && self->head >= 0 && x->cursor < self->head;
+         scan--) {
+        int64_t seq;
+        const char *frame;
+        size_t flen;
+        char *owned = NULL;
+        if (x->page && x->page_i < PQntuples(x->page)) {
+            seq = strtoll(PQgetvalue(x->page, x->page_i, 0), NULL, 10);
+            owned = s_frame_new(seq, PQgetvalue(x->page, x->page_i, 1),
+                                (size_t)PQgetlength(x->page, x->page_i, 1), &flen);
+            x->page_i++;
+            if (!owned) {
+                EM_LOG_ERROR(MOD, "event %" PRId64 " in PostgreSQL is not a JSON object", seq);
+                x->cursor = seq;
+                continue;
+            }
+            frame = owned;
+        } else if (x->cursor >= self->ring_base) {
+            if (x->page) {
+                PQclear(x->page);
+                x->page = NULL;
+            }
+            size_t i = s_ring_find(self, x->cursor);
+            if (i >= self->ring_count)
+                break;
+            ring_entry_t *e = s_ring_at(self, i);
+            seq = e->seq;
+            frame = e->frame;
+            flen = e->len;
+        } else {
+            if (x->page)
+                PQclear(x->page);
+            x->page = s_fetch_page(self, x->cursor, self->head, SSE_PAGE);
+            x->page_i = 0;
+            if (!x->page)
+                break; /* PostgreSQL unusable: tried again at the next wake */
+            if (PQntuples(x->page) == 0) {
+                PQclear(x->page);
+                x->page = NULL;
+                x->cursor = self->head; /* PostgreSQL holds nothing else up to head */
+            }
+            continue;
+        }
+        int rc = s_sse_format(x, seq, frame, flen);
+        free(owned);
+        x->cursor = seq;
+        if (rc != 0) {
+            if (rc > 0) {
+                x->next_ping = now + self->cfg.sse_keepalive_ms;
+                em_metric_add(self->m_sse_sent, 1);
+            }
+            return rc < 0 ? -1 : 0;
+        }
+    }
+    if (now >= x->next_ping) {
+        x->out = strdup(": ping\n\n");
+        if (!x->out)
+            return -1;
+        x->out_len = strlen(x->out);
+        x->out_off = 0;
+        x->next_ping = now + self->cfg.sse_keepalive_ms;
+    }
+    return 0;
+}
+
+/* em_http_fill_fn: called by MHD when the socket can take more. */
+static long s_sse_fill(void *arg, char *buf, size_t max)
+{
+    sse_t *x = arg;
+    if (!x->view)
+        return -1; /* ended (key revoked) */
+    if (x->out_off >= x->out_len) {
+        free(x->out);
+        x->out = NULL;
+        x->out_len = x->out_off = 0;
+        if (s_sse_next(x->owner, x) != 0)
+            return -1;
+    }
+    if (x->out_off < x->out_len) {
+        size_t n = x->out_len - x->out_off;
+        if (n > max)
+            n = max;
+        memcpy(buf, x->out + x->out_off, n);
+        x->out_off += n;
+        return (long)n;
+    }
+    x->parked = true;
+    return 0;
+}
+
+/* em_http_done_fn: the connection is over. */
+static void s_sse_done(void *arg)
+{
+    sse_t *x = arg;
+    notify_t *self = x->owner;
+    if (x->prev)
+        x->prev->next = x->next;
+    else
+        self->sse = x->next;
+    if (x->next)
+        x->next->prev = x->prev;
+    self->nsse--;
+    em_metric_set(self->m_sse, self->nsse);
+    EM_LOG_INFO(MOD, "SSE client of organisation %s gone after seq %" PRId64,
+                x->view ? notify_view_org_id(x->view) : "?", x->cursor);
+    free(x->out);
+    if (x->page)
+        PQclear(x->page);
+    notify_view_destroy(&x->view);
+    free(x);
+}
+
+/* Wakes the parked SSE connections that have something to send (events past their cursor, a
+ * keepalive due); checks again the key of at most one connection authenticated
+ * KEY_RECHECK_MS ago (a revoked key ends the connection). */
+static void s_sse_wake(notify_t *self, int64_t now)
+{
+    bool pg_ok = self->pg_up || now >= self->pg_retry_at;
+    bool rechecked = false;
+    for (sse_t *x = self->sse; x; x = x->next) {
+        if (x->view && !rechecked && now - notify_view_auth_ms(x->view) >= KEY_RECHECK_MS &&
+            s_pg_usable(self)) {
+            rechecked = true;
+            char key[65];
+            snprintf(key, sizeof key, "%s", notify_view_key(x->view));
+            int rc = notify_view_auth(x->view, self->store, key);
+            if (rc < 0) {
+                s_pg_failed(self, "checking an SSE client's key");
+            } else if (rc == 0) {
+                EM_LOG_INFO(MOD, "SSE client of organisation %s: key revoked",
+                            notify_view_org_id(x->view));
+                notify_view_destroy(&x->view); /* the next fill ends the body */
+                x->parked = false;
+                em_http_stream_wake(x->req);
+                continue;
+            } else {
+                s_pg_ok(self);
+            }
+        }
+        if (!x->parked)
+            continue;
+        bool behind = self->head >= 0 && x->cursor < self->head &&
+                      (pg_ok || x->cursor >= self->ring_base ||
+                       (x->page && x->page_i < PQntuples(x->page)));
+        if (behind || now >= x->next_ping) {
+            x->parked = false;
+            em_http_stream_wake(x->req);
+        }
+    }
+}
+
+static void s_sse_error(em_http_req_t *req, int status, const char *error, int64_t retry_ms)
+{
+    json_t *o = json_pack("{s:s}", "error", error);
+    if (o && retry_ms >= 0) {
+        char ra[32];
+        json_object_set_new(o, "retry_ms", json_integer(retry_ms));
+        snprintf(ra, sizeof ra, "%" PRId64, (retry_ms + 999) / 1000);
+        em_http_add_header(req, "Retry-After", ra);
+    }
+    if (status == 401)
+        em_http_add_header(req, "WWW-Authenticate", "Bearer");
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    em_http_respond(req, status, "application/json", text ? text : "{}",
+                    text ? strlen(text) : 2);
+    free(text);
+    json_decref(o);
+}
+
+/* Parses a non-negative integer.  Returns 0 or -1. */
+static int s_parse_seq(const char *text, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno || end == text || *end || v < 0 || text[0] == '-' || text[0] == '+')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* GET /v1/stream: Authorization: Bearer <organisation API key>; query types=a,b,
+ * filters=<JSON array>, after=N; header Last-Event-ID (resume after that seq). */
+static void s_handle_sse(notify_t *self, em_http_req_t *req)
+{
+    char err[EM_ERR_LEN];
+    if (strcmp(em_http_req_method(req), "GET") != 0) {
+        em_http_add_header(req, "Allow", "GET");
+        s_sse_error(req, 405, "method not allowed (GET /v1/stream)", -1);
+        return;
+    }
+    const char *auth = em_http_req_header(req, "Authorization");
+    const char *key = auth && strncasecmp(auth, "Bearer ", 7) == 0 ? auth + 7 : NULL;
+    while (key && *key == ' ')
+        key++;
+    if (!key || !*key) {
+        s_sse_error(req, 401, "unauthorized", -1);
+        return;
+    }
+    if (self->nsse >= self->cfg.sse_max_clients) {
+        s_sse_error(req, 503, "too many stream clients", 5000);
+        return;
+    }
+    int64_t after = 0;
+    const char *a = em_http_req_query(req, "after");
+    const char *last = em_http_req_header(req, "Last-Event-ID");
+    if (a && s_parse_seq(a, &after) != 0) {
+        s_sse_error(req, 400, "after: expected a non-negative integer (a seq)", -1);
+        return;
+    }
+    if (last && s_parse_seq(last, &after) != 0) {
+        s_sse_error(req, 400, "Last-Event-ID: expected a non-negative integer (a seq)", -1);
+        return;
+    }
+    json_t *opts = json_object();
+    const char *types = em_http_req_query(req, "types");
+    const char *filters = em_http_req_query(req, "filters");
+    if (types && *types) {
+        json_t *arr = json_array();
+        for (const char *p = types; *p;) {
+            const char *comma = strchr(p, ',');
+            size_t n = comma ? (size_t)(comma - p) : strlen(p);
+            json_array_append_new(arr, json_stringn(p, n));
+            p += n + (comma ? 1 : 0);
+        }
+        json_object_set_new(opts, "types", arr);
+    }
+    if (filters) {
+        json_error_t jerr;
+        json_t *f = json_loads(filters, JSON_DECODE_ANY, &jerr);
+        if (!f) {
+            json_decref(opts);
+            snprintf(err, sizeof err, "filters: not JSON (%s)", jerr.text);
+            s_sse_error(req, 400, err, -1);
+            return;
+        }
+        json_object_set_new(opts, "filters", f);
+    }
+    notify_view_t *view = notify_view_new(opts, NULL, "", err, sizeof err);
+    json_decref(opts);
+    if (!view) {
+        s_sse_error(req, 400, err, -1);
+        return;
+    }
+    char hash[65];
+    int rc = -1;
+    if (notify_subs_key_hash(key, hash) == 0 && s_pg_usable(self)) {
+        rc = notify_view_auth(view, self->store, hash);
+        if (rc < 0)
+            s_pg_failed(self, "looking up an SSE client's key");
+        else
+            s_pg_ok(self);
+    }
+    if (rc <= 0) {
+        notify_view_destroy(&view);
+        if (rc == 0)
+            s_sse_error(req, 401, "unauthorized", -1);
+        else
+            s_sse_error(req, 503, "unavailable",
+                        self->pg_backoff_ms ? self->pg_backoff_ms : PG_BACKOFF_MIN_MS);
+        return;
+    }
+    sse_t *x = calloc(1, sizeof *x);
+    if (!x || asprintf(&x->out, ": emine stream after seq %" PRId64 "\n\n", after) < 0) {
+        free(x);
+        notify_view_destroy(&view);
+        s_sse_error(req, 500, "out of memory", -1);
+        return;
+    }
+    x->out_len = strlen(x->out);
+    x->owner = self;
+    x->req = req;
+    x->view = view;
+    x->cursor = after;
+    x->next_ping = em_mono_ms() + self->cfg.sse_keepalive_ms;
+    x->next = self->sse;
+    if (self->sse)
+        self->sse->prev = x;
+    self->sse = x;
+    self->nsse++;
+    em_metric_set(self->m_sse, self->nsse);
+    EM_LOG_INFO(MOD, "SSE client of organisation %s after seq %" PRId64,
+                notify_view_org_id(view), after);
+    em_http_add_header(req, "Cache-Control", "no-cache");
+    em_http_add_header(req, "X-Accel-Buffering", "no");
+    if (em_http_stream(req, 200, "text/event-stream; charset=utf-8", s_sse_fill, s_sse_done,
+                       x) != 0)
+        s_sse_done(x); /* req was answered 500; done will not be called */
+}
+
+/* ---------------------------------------------------------------------------------------- */
 /* Admin HTTP */
 
 static void s_handle_http(void *arg, em_http_req_t *req)
@@ -795,6 +1256,10 @@ static void s_handle_http(void *arg, em_http_req_t *req)
     notify_t *self = arg;
     const char *path = em_http_req_path(req);
     const char *method = em_http_req_method(req);
+    if (strcmp(path, "/v1/stream") == 0) {
+        s_handle_sse(self, req);
+        return;
+    }
     if (notify_subs_handle(self->subs, req))
         return;
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
@@ -862,6 +1327,10 @@ static int s_load_config(const char *path, notify_cfg_t *cfg)
         bad = "subs_reload_ms must be >= 1";
     else if (cfg->webhook_breaker_failures < 0 || cfg->webhook_breaker_open_ms < 1)
         bad = "webhook_breaker_failures must be >= 0 and webhook_breaker_open_ms >= 1";
+    else if (cfg->sse_max_clients < 0 || cfg->sse_max_clients > 1000)
+        bad = "sse_max_clients must be between 0 and 1000";
+    else if (cfg->sse_keepalive_ms < 100)
+        bad = "sse_keepalive_ms must be >= 100";
     if (bad) {
         fprintf(stderr, "emine-notify: [notify] %s\n", bad);
         em_config_release(s_config, cfg);
@@ -912,6 +1381,10 @@ notify_t *notify_new(const char *config_path)
                                          "pages of events read from PostgreSQL");
     self->m_blocked = em_metrics_counter(self->metrics, "stream_blocked_total", NULL,
                                          "sends deferred because a client's pipe was full");
+    self->m_sse = em_metrics_gauge(self->metrics, "sse_clients", NULL,
+                                   "GET /v1/stream (SSE) connections open");
+    self->m_sse_sent = em_metrics_counter(self->metrics, "sse_sent_total", NULL,
+                                          "events sent to SSE clients");
 
     self->zctx = zmq_ctx_new();
     if (!self->zctx)
@@ -1022,6 +1495,8 @@ void notify_destroy(notify_t **self_p)
         s_ring_clear(self);
         free(self->ring);
     }
+    for (int i = 0; self->clients && i < self->nclients; i++)
+        notify_view_destroy(&self->clients[i].view);
     free(self->clients);
     if (self->cfg_loaded)
         em_config_release(s_config, &self->cfg);
@@ -1094,6 +1569,7 @@ int notify_step(notify_t *self, int timeout_ms)
     }
     if (self->head >= 0)
         s_serve_clients(self);
+    s_sse_wake(self, now);
     notify_deliver_run(self->deliver, items + 4, nd, self->head);
     if (now >= self->next_reap) {
         s_reap_clients(self, now);

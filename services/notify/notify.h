@@ -1,6 +1,8 @@
 /* notify.h - the notify service: follows the committed-event stream (archive PUB plus
  * PostgreSQL catch-up) and serves it to stream clients over a ZeroMQ ROUTER with credit-based
- * flow control (services/PROTOCOL.md, Stream protocol). */
+ * flow control and as Server-Sent Events (GET /v1/stream), each client authenticated by an
+ * organisation API key and sent only what that organisation may see (services/PROTOCOL.md,
+ * Stream protocol and Server-Sent Events); webhooks are deliver.c, /v1/subscriptions subs.c. */
 #ifndef NOTIFY_H
 #define NOTIFY_H
 #include <stdint.h>

@@ -129,6 +129,10 @@ ctl() { docker run --rm -i --network host --env-file "$T/ctl.env" emine:local "$
 psql_q() { docker exec "$(cid postgres)" psql -X -At -h /var/run/postgresql -p 55532 -U postgres -d emine -c "$1"; }
 KEY=$("${DC[@]}" run -T --rm ctl eminectl producers add smoke --source /operators/ --type 'pk.gov.emining.*' 2>"$T/producer.err" | tail -n 1)
 eq "eminectl producers add in a one-shot container prints a key" "$(printf '%s' "$KEY" | grep -cE '^[0-9a-f]{64}$')" 1
+# The stream sends only what the key's organisation may see: tail as an operator (every tier).
+OPKEY=emk_$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+psql_q "INSERT INTO organisations (id, kind, name) VALUES ('ctr-ops', 'operator', 'smoke') ON CONFLICT DO NOTHING" >/dev/null
+psql_q "INSERT INTO api_keys (org_id, key_hash, label) VALUES ('ctr-ops', encode(sha256('$OPKEY'), 'hex'), 'smoke')" >/dev/null
 cat >"$T/ctl.env" <<ENV
 EMINE_INGEST_ZMQ=tcp://127.0.0.1:17001
 EMINE_NOTIFY_ZMQ=tcp://127.0.0.1:17004
@@ -136,6 +140,7 @@ EMINE_PG_DSN=host=127.0.0.1 port=55532 dbname=emine user=emine connect_timeout=5
 EMINE_PG_PASSWORD=$(cat "$EMINE_SECRETS_DIR/pg_password")
 EMINE_PRODUCER=smoke
 EMINE_PRODUCER_KEY=$KEY
+EMINE_KEY=$OPKEY
 ENV
 chmod 600 "$T/ctl.env"
 for _ in $(seq 1 40); do

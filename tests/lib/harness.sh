@@ -13,7 +13,8 @@
 # Also: em_start NAME [args], em_wait_ready NAME [s], em_stop NAME (EM_EXIT = exit code),
 # em_kill9 NAME, em_restart NAME, em_pid NAME, em_log_tail [NAME]; em_pg_stop [mode] /
 # em_pg_start, em_redis_stop / em_redis_start (same port); em_psql, em_psql_admin (superuser),
-# em_redis; em_free_port VAR; em_ok, em_fail, em_check DESC CMD..., em_eq DESC GOT WANT.
+# em_redis; em_free_port VAR; em_operator_key (EMINE_KEY); em_ok, em_fail, em_check DESC CMD...,
+# em_eq DESC GOT WANT.
 # Environment: EM_BUILD (build), EM_KEEP, EM_READY_TIMEOUT (60 s), EM_STOP_TIMEOUT (30 s).
 # Safe to source from scripts that use set -euo pipefail.
 
@@ -306,12 +307,29 @@ em_restart() {
     em_start "$name" "${args[@]}" && em_wait_ready "$name"
 }
 
-# Starts archive, validate, ingest and notify, in that order, each waited ready.
+# Starts archive, validate, ingest and notify, in that order, each waited ready; then
+# em_operator_key (EMINE_KEY for `eminectl tail`).
 em_start_all() {
     local s
     for s in archive validate ingest notify; do
         em_start "$s" && em_wait_ready "$s" || return 1
     done
+    em_operator_key
+}
+
+# em_operator_key: exports EMINE_KEY, the API key of the operator organisation `emine-ops`
+# (kind operator: sees every tier), created with eminectl once archive has migrated the
+# schema.  `eminectl tail` reads EMINE_KEY.  No-op when EMINE_KEY is already set.
+em_operator_key() {
+    local ctl="$EM_BUILD/bin/eminectl" key
+    [ -n "${EMINE_KEY:-}" ] && return 0
+    if [ "$(em_psql "SELECT count(*) FROM organisations WHERE id = 'emine-ops'")" = 0 ]; then
+        "$ctl" subs org-create emine-ops --kind operator --name "platform operators" >/dev/null ||
+            { em_log "em_operator_key: cannot create the operator organisation"; return 1; }
+    fi
+    key=$("$ctl" subs key-create emine-ops --label tests 2>/dev/null) ||
+        { em_log "em_operator_key: cannot create a key"; return 1; }
+    export EMINE_KEY=$key
 }
 
 # The last lines of a service's log (or of every log when no name is given), as comments.

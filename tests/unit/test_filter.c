@@ -484,6 +484,24 @@ static void test_visibility_edges(void **state)
     json_decref(ev);
 }
 
+/* An operator organisation sees every tier (also a missing or unknown one); types and filters
+ * still narrow what it receives. */
+static void test_visibility_operator(void **state)
+{
+    (void)state;
+    em_org_t ops = {EM_ORG_OPERATOR, NULL, NULL, 0, NULL, 0};
+    const char *tiers[] = {"public", "partner", "restricted", "internal", "unheard-of", NULL};
+    for (int i = 0; i < 6; i++) {
+        json_t *ev = s_json("{\"source\":\"/pk/ba/mmdd\",\"type\":\"t\",\"province\":\"PK-BA\"}");
+        if (tiers[i])
+            json_object_set_new(ev, "visibility", json_string(tiers[i]));
+        assert_int_equal(em_visibility_allows(&ops, ev), 1);
+        const char *other[] = {"u"};
+        assert_int_equal(em_subscription_matches(&ops, other, 1, NULL, NULL, ev), 0);
+        json_decref(ev);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -492,6 +510,7 @@ int main(void)
         cmocka_unit_test(test_domain_and_types),
         cmocka_unit_test(test_visibility_zero_leaks),
         cmocka_unit_test(test_visibility_edges),
+        cmocka_unit_test(test_visibility_operator),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

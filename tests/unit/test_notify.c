@@ -21,6 +21,9 @@
 #include "../../services/notify/notify.h"
 
 #define MAX_GOT 4096
+#define OPKEY "emk_test_operator"   /* an operator organisation's key: sees every tier */
+#define PUBKEY "emk_test_public"    /* a public organisation's key */
+#define REVKEY "emk_test_revoked"   /* revoked */
 
 static PGconn *s_pg;
 static void *s_zctx;
@@ -66,12 +69,17 @@ static void s_envelope(int64_t seq, char *buf, size_t len)
              seq, seq);
 }
 
-/* Commits events first..last as archive would. */
-static void s_insert(int64_t first, int64_t last)
+/* Commits events first..last as archive would, with the given visibility (NULL: none, which
+ * counts as internal). */
+static void s_insert_vis(int64_t first, int64_t last, const char *vis)
 {
     for (int64_t seq = first; seq <= last; seq++) {
-        char env[512], s[32], id[32];
-        s_envelope(seq, env, sizeof env);
+        char env[1024], s[32], id[32], body[512];
+        s_envelope(seq, body, sizeof body);
+        if (vis)
+            snprintf(env, sizeof env, "{\"visibility\": \"%.32s\",%s", vis, body + 1);
+        else
+            snprintf(env, sizeof env, "%s", body);
         snprintf(s, sizeof s, "%" PRId64, seq);
         snprintf(id, sizeof id, "ev-%" PRId64, seq);
         const char *params[3] = {s, id, env};
@@ -85,6 +93,11 @@ static void s_insert(int64_t first, int64_t last)
             fail_msg("insert: %s", PQerrorMessage(s_pg));
         PQclear(r);
     }
+}
+
+static void s_insert(int64_t first, int64_t last)
+{
+    s_insert_vis(first, last, NULL);
 }
 
 /* Publishes event seq on the events bus as archive does after COMMIT. */
@@ -252,6 +265,48 @@ static int s_http_get(notify_t *n, const char *path, char *body, size_t bodylen)
     return status;
 }
 
+/* Opens a connection to the admin port and sends request (raw HTTP).  Returns the socket. */
+static int s_http_open(notify_t *n, const char *request)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)notify_http_port(n));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    assert_int_equal(send(fd, request, strlen(request), 0), (ssize_t)strlen(request));
+    return fd;
+}
+
+/* Steps notify for ms, appending what fd receives to buf (NUL-terminated, at most len - 1
+ * bytes kept).  Returns the number of bytes now in buf. */
+static size_t s_http_read(notify_t *n, int fd, char *buf, size_t len, size_t have, int ms)
+{
+    int64_t end = em_mono_ms() + ms;
+    while (em_mono_ms() < end) {
+        assert_int_equal(notify_step(n, 5), 0);
+        ssize_t r = recv(fd, buf + have, len - 1 - have, 0);
+        if (r == 0)
+            break;
+        if (r > 0)
+            have += (size_t)r;
+    }
+    buf[have] = '\0';
+    return have;
+}
+
+/* Counts the SSE events ("\nid: ") of a transcript. */
+static int s_sse_events(const char *t)
+{
+    int k = 0;
+    for (const char *p = t; (p = strstr(p, "\nid: ")) != NULL; p++)
+        k++;
+    return k;
+}
+
 /* ---------------------------------------------------------------------------------------- */
 
 /* The whole file (caller frees), or NULL when it cannot be read. */
@@ -284,6 +339,21 @@ static int s_group_setup(void **state)
     if (ddl) {
         s_sql(ddl);
         free(ddl);
+        /* organisations and keys (stream authentication), kind operator */
+        const char *more[] = {"services/archive/migrations/002_subscriptions.sql",
+                              "services/archive/migrations/005_operator_orgs.sql"};
+        for (size_t i = 0; i < 2; i++) {
+            ddl = s_read_file(more[i]);
+            assert_non_null(ddl);
+            s_sql(ddl);
+            free(ddl);
+        }
+        s_sql("INSERT INTO organisations (id, kind) VALUES ('ops', 'operator'), "
+              "('portal', 'public')");
+        s_sql("INSERT INTO api_keys (org_id, key_hash, revoked_at) VALUES "
+              "('ops', encode(sha256('" OPKEY "'), 'hex'), NULL), "
+              "('portal', encode(sha256('" PUBKEY "'), 'hex'), NULL), "
+              "('ops', encode(sha256('" REVKEY "'), 'hex'), now())");
     } else {
         s_sql("CREATE TABLE events (seq bigint PRIMARY KEY, source text NOT NULL, "
               "id text NOT NULL, type text NOT NULL, subject text, time timestamptz, "
@@ -346,7 +416,7 @@ static void test_stream_in_order_within_credit(void **state)
     PUMP_UNTIL(n, NULL, NULL, notify_head(n) == 20);
 
     void *d = s_client(n);
-    s_say(d, "{\"subscribe\":{\"after\":0},\"credit\":5}");
+    s_say(d, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":0},\"credit\":5}");
     s_pump(n, d, &g, 300);
     s_assert_seqs(&g, 1, 5);
     s_say(d, "{\"credit\":7}");
@@ -389,7 +459,7 @@ static void test_gap_filled_from_pg(void **state)
     notify_t *n = s_notify_ready();
     assert_int_equal(notify_head(n), 0);
     void *d = s_client(n);
-    s_say(d, "{\"subscribe\":{\"after\":0},\"credit\":1000}");
+    s_say(d, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":0},\"credit\":1000}");
     s_pump(n, d, &g, 100);
 
     s_insert(1, 12);
@@ -435,7 +505,7 @@ static void test_cursor_resumes(void **state)
     assert_non_null(n);
     assert_int_equal(notify_head(n), 13); /* resumed, not restarted from 0 */
     void *d = s_client(n);
-    s_say(d, "{\"subscribe\":{\"after\":13},\"credit\":10}");
+    s_say(d, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":13},\"credit\":10}");
     PUMP_UNTIL(n, d, &g, g.nevents == 3);
     s_pump(n, d, &g, 200);
     s_assert_seqs(&g, 14, 3);
@@ -454,7 +524,7 @@ static void test_zero_credit(void **state)
     notify_t *n = s_notify_ready();
     PUMP_UNTIL(n, NULL, NULL, notify_head(n) == 5);
     void *d = s_client(n);
-    s_say(d, "{\"subscribe\":{\"after\":0},\"credit\":0}");
+    s_say(d, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":0},\"credit\":0}");
     s_pump(n, d, &g, 300);
     assert_int_equal(g.nevents, 0);
     assert_int_equal(notify_client_count(n), 1);
@@ -465,7 +535,7 @@ static void test_zero_credit(void **state)
     s_pump(n, d, &g, 200);
     s_assert_seqs(&g, 1, 2);
     /* re-subscribing moves the cursor */
-    s_say(d, "{\"subscribe\":{\"after\":3},\"credit\":9}");
+    s_say(d, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":3},\"credit\":9}");
     PUMP_UNTIL(n, d, &g, g.nevents == 4);
     assert_int_equal(g.seqs[2], 4);
     assert_int_equal(g.seqs[3], 5);
@@ -484,7 +554,7 @@ static void test_bad_client_messages(void **state)
     PUMP_UNTIL(n, NULL, NULL, notify_head(n) == 3);
     void *b = s_client(n);
     void *d = s_client(n);
-    s_say(d, "{\"subscribe\":{\"after\":0},\"credit\":2}");
+    s_say(d, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":0},\"credit\":2}");
     const char *garbage[] = {
         "not json",
         "{\"subscribe\":",
@@ -493,10 +563,10 @@ static void test_bad_client_messages(void **state)
         "{\"credit\":\"x\"}",
         "{\"credit\":-1}",
         "{\"credit\":1.5}",
-        "{\"subscribe\":{\"after\":-1},\"credit\":1}",
-        "{\"subscribe\":{\"after\":\"0\"}}",
+        "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":-1},\"credit\":1}",
+        "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":\"0\"}}",
         "{\"subscribe\":[0]}",
-        "{\"subscribe\":{\"after\":0,\"filter\":1}}",
+        "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":0,\"filter\":1}}",
         "{\"credit\":5}", /* not subscribed */
         "{\"bogus\":1}",
         "{}",
@@ -514,7 +584,7 @@ static void test_bad_client_messages(void **state)
     s_assert_seqs(&good, 1, 2);
 
     /* a good message from the same peer works afterwards */
-    s_say(b, "{\"subscribe\":{\"after\":1},\"credit\":5}");
+    s_say(b, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":1},\"credit\":5}");
     s_say(d, "{\"credit\":5}");
     s_pump2(n, b, &bad, d, &good, 300);
     s_assert_seqs(&bad, 2, 2);
@@ -539,9 +609,9 @@ static void test_idle_and_vanished_clients(void **state)
     void *idle = s_client(n);
     void *waiting = s_client(n);
     void *gone = s_client(n);
-    s_say(idle, "{\"subscribe\":{\"after\":0},\"credit\":2}");
-    s_say(waiting, "{\"subscribe\":{\"after\":2},\"credit\":5}");
-    s_say(gone, "{\"subscribe\":{\"after\":2},\"credit\":5}");
+    s_say(idle, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":0},\"credit\":2}");
+    s_say(waiting, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":2},\"credit\":5}");
+    s_say(gone, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":2},\"credit\":5}");
     s_pump2(n, idle, &g, waiting, &h, 200);
     assert_int_equal(notify_client_count(n), 3);
     s_close(gone); /* vanishes with credit left */
@@ -580,7 +650,7 @@ static void test_slow_client_backpressure(void **state)
     void *d = s_client(n);
     int hwm = 10;
     zmq_setsockopt(d, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    s_say(d, "{\"subscribe\":{\"after\":0},\"credit\":4000}");
+    s_say(d, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":0},\"credit\":4000}");
     s_pump(n, NULL, NULL, 500); /* the client does not read */
     PUMP_UNTIL(n, d, &g, g.nevents == 4000);
     s_pump(n, d, &g, 100);
@@ -604,7 +674,7 @@ static void test_admin_http(void **state)
     notify_t *n = s_notify_ready();
     PUMP_UNTIL(n, NULL, NULL, notify_head(n) == 4);
     void *d = s_client(n);
-    s_say(d, "{\"subscribe\":{\"after\":0},\"credit\":3}");
+    s_say(d, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":0},\"credit\":3}");
     PUMP_UNTIL(n, d, &g, g.nevents == 3);
 
     assert_int_equal(s_http_get(n, "/healthz", NULL, 0), 200);
@@ -630,7 +700,7 @@ static void test_pg_down(void **state)
     notify_t *n = s_notify_ready();
     PUMP_UNTIL(n, NULL, NULL, notify_head(n) == 3);
     void *d = s_client(n);
-    s_say(d, "{\"subscribe\":{\"after\":0},\"credit\":100}");
+    s_say(d, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":0},\"credit\":100}");
     PUMP_UNTIL(n, d, &g, g.nevents == 3);
 
     s_insert(4, 6);
@@ -644,6 +714,14 @@ static void test_pg_down(void **state)
     s_publish(7); /* a gap that only PostgreSQL can fill (7 is committed below) */
     s_pump(n, d, &g, 300);
     assert_int_equal(g.nevents, 5);
+    /* a new client's key cannot be looked up: "unavailable" with a retry hint */
+    got_t u = {0};
+    void *nd = s_client(n);
+    s_say(nd, "{\"subscribe\":{\"key\":\"" PUBKEY "\",\"after\":0},\"credit\":5}");
+    PUMP_UNTIL(n, nd, &u, u.nerrors == 1);
+    assert_string_equal(u.last_error, "unavailable");
+    assert_int_equal(u.nevents, 0);
+    s_close(nd);
 
     s_pg = PQconnectdb(em_testsrv_pg_start());
     assert_int_equal(PQstatus(s_pg), CONNECTION_OK);
@@ -654,6 +732,247 @@ static void test_pg_down(void **state)
     s_close(d);
     notify_destroy(&n);
     assert_int_equal(s_sql_int("SELECT seq FROM cursors WHERE name = 'notify'"), 7);
+}
+
+
+/* The subscribe message carries an organisation key: missing, unknown or revoked keys are
+ * answered "unauthorized" and get nothing; an organisation gets only what it may see, and the
+ * events it may not see cost no credit; types and filters narrow; a bad filter is answered
+ * with its path and changes nothing. */
+static void test_stream_auth_and_visibility(void **state)
+{
+    (void)state;
+    got_t op = {0}, pub = {0}, bad = {0}, nar = {0};
+    s_insert_vis(1, 2, NULL);          /* no visibility: internal */
+    s_insert_vis(3, 3, "public");
+    s_insert_vis(4, 4, "partner");
+    s_insert_vis(5, 5, "public");
+    s_insert_vis(6, 6, "restricted");
+    s_insert_vis(7, 7, "public");
+    notify_t *n = s_notify_ready();
+    PUMP_UNTIL(n, NULL, NULL, notify_head(n) == 7);
+
+    void *b = s_client(n);
+    const char *refused[] = {
+        "{\"subscribe\":{\"after\":0},\"credit\":10}",
+        "{\"subscribe\":{\"after\":0,\"key\":\"\"},\"credit\":10}",
+        "{\"subscribe\":{\"after\":0,\"key\":\"emk_nobody\"},\"credit\":10}",
+        "{\"subscribe\":{\"after\":0,\"key\":\"" REVKEY "\"},\"credit\":10}",
+    };
+    for (size_t i = 0; i < 4; i++)
+        s_say(b, refused[i]);
+    s_pump(n, b, &bad, 300);
+    assert_int_equal(bad.nerrors, 4);
+    assert_string_equal(bad.last_error, "unauthorized");
+    assert_int_equal(bad.nevents, 0);
+    assert_int_equal(notify_client_count(n), 0);
+
+    /* public: 3 and 5 with a credit of 2 (1, 2 and 4 skipped without using it), then 7 */
+    void *p = s_client(n);
+    s_say(p, "{\"subscribe\":{\"key\":\"" PUBKEY "\",\"after\":0},\"credit\":2}");
+    PUMP_UNTIL(n, p, &pub, pub.nevents == 2);
+    s_pump(n, p, &pub, 200);
+    assert_int_equal(pub.nevents, 2);
+    assert_int_equal(pub.seqs[0], 3);
+    assert_int_equal(pub.seqs[1], 5);
+    s_say(p, "{\"credit\":10}");
+    PUMP_UNTIL(n, p, &pub, pub.nevents == 3);
+    assert_int_equal(pub.seqs[2], 7);
+
+    /* operator: everything */
+    void *o = s_client(n);
+    s_say(o, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":0},\"credit\":100}");
+    PUMP_UNTIL(n, o, &op, op.nevents == 7);
+    s_assert_seqs(&op, 1, 7);
+
+    /* the operator narrowed by a filter: only 4 */
+    void *f = s_client(n);
+    s_say(f, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":0,"
+             "\"filters\":[{\"exact\":{\"visibility\":\"partner\"}}],"
+             "\"types\":[\"pk.gov.emining.production.reported\"]},\"credit\":100}");
+    PUMP_UNTIL(n, f, &nar, nar.nevents == 1);
+    s_pump(n, f, &nar, 200);
+    assert_int_equal(nar.nevents, 1);
+    assert_int_equal(nar.seqs[0], 4);
+
+    /* a bad filter: its path in the error; the subscription in place is unchanged */
+    s_say(f, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":0,"
+             "\"filters\":[{\"not\":{\"regex\":{\"type\":\".*\"}}}]},\"credit\":100}");
+    s_say(f, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":0,\"types\":[\"\"]}}");
+    s_say(f, "{\"subscribe\":{\"key\":7,\"after\":0}}");
+    s_pump(n, f, &nar, 300);
+    assert_int_equal(nar.nerrors, 3);
+    assert_string_equal(nar.last_error,
+                        "subscribe.key must be a string (an organisation API key)");
+    assert_int_equal(nar.nevents, 1);
+    s_insert_vis(8, 8, "partner");
+    PUMP_UNTIL(n, f, &nar, nar.nevents == 2);
+    assert_int_equal(nar.seqs[1], 8);
+
+    /* a public client that loses its key (re-subscribing with a revoked one) is dropped */
+    assert_int_equal(notify_client_count(n), 3);
+    s_say(p, "{\"subscribe\":{\"key\":\"" REVKEY "\",\"after\":0},\"credit\":10}");
+    s_pump(n, p, &pub, 200);
+    assert_string_equal(pub.last_error, "unauthorized");
+    assert_int_equal(notify_client_count(n), 2);
+    s_close(b);
+    s_close(p);
+    s_close(o);
+    s_close(f);
+    notify_destroy(&n);
+}
+
+/* The error of a bad filter names its path. */
+static void test_stream_bad_filter_message(void **state)
+{
+    (void)state;
+    got_t g = {0};
+    notify_t *n = s_notify_ready();
+    void *d = s_client(n);
+    s_say(d, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":0,"
+             "\"filters\":[{\"exact\":{\"type\":\"a\"}},{\"any\":[{\"sql\":\"1\"}]}]},"
+             "\"credit\":1}");
+    s_say(d, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":0,\"colour\":\"red\"}}");
+    PUMP_UNTIL(n, d, &g, g.nerrors == 2);
+    assert_int_equal(notify_client_count(n), 0);
+    assert_non_null(strstr(g.last_error, "subscribe.colour: unknown member"));
+    s_close(d);
+    d = s_client(n);
+    memset(&g, 0, sizeof g);
+    s_say(d, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":0,"
+             "\"filters\":[{\"exact\":{\"type\":\"a\"}},{\"any\":[{\"sql\":\"1\"}]}]},"
+             "\"credit\":1}");
+    PUMP_UNTIL(n, d, &g, g.nerrors == 1);
+    assert_non_null(strstr(g.last_error, "subscribe.filters/1/any/0: unknown dialect 'sql'"));
+    s_close(d);
+    notify_destroy(&n);
+}
+
+/* GET /v1/stream: 401 without a valid key; an operator gets every event as SSE (id, event,
+ * data), a public organisation only the public ones; Last-Event-ID resumes; over
+ * sse_max_clients: 503. */
+static void test_sse(void **state)
+{
+    (void)state;
+    static char t1[65536], t2[65536], t3[65536], t4[8192];
+    setenv("EMINE_NOTIFY_SSE_MAX_CLIENTS", "2", 1);
+    setenv("EMINE_NOTIFY_SSE_KEEPALIVE_MS", "200", 1);
+    s_insert_vis(1, 2, "public");
+    s_insert_vis(3, 3, NULL);
+    s_insert_vis(4, 4, "public");
+    notify_t *n = s_notify_ready();
+    PUMP_UNTIL(n, NULL, NULL, notify_head(n) == 4);
+
+    int fd = s_http_open(n, "GET /v1/stream HTTP/1.1\r\nHost: x\r\n\r\n");
+    s_http_read(n, fd, t4, sizeof t4, 0, 300);
+    close(fd);
+    assert_non_null(strstr(t4, " 401 "));
+    fd = s_http_open(n, "GET /v1/stream HTTP/1.1\r\nHost: x\r\n"
+                        "Authorization: Bearer " REVKEY "\r\n\r\n");
+    s_http_read(n, fd, t4, sizeof t4, 0, 300);
+    close(fd);
+    assert_non_null(strstr(t4, " 401 "));
+    assert_non_null(strstr(t4, "{\"error\":\"unauthorized\"}"));
+
+    int op = s_http_open(n, "GET /v1/stream HTTP/1.1\r\nHost: x\r\n"
+                            "Authorization: Bearer " OPKEY "\r\n\r\n");
+    int pub = s_http_open(n, "GET /v1/stream?after=1 HTTP/1.1\r\nHost: x\r\n"
+                             "Authorization: Bearer " PUBKEY "\r\n\r\n");
+    size_t h1 = s_http_read(n, op, t1, sizeof t1, 0, 400);
+    size_t h2 = s_http_read(n, pub, t2, sizeof t2, 0, 100);
+    assert_non_null(strstr(t1, "HTTP/1.1 200"));
+    assert_non_null(strstr(t1, "text/event-stream"));
+    assert_int_equal(s_sse_events(t1), 4);
+    const char *e3 = strstr(t1, "id: 3\nevent: pk.gov.emining.production.reported\ndata: {");
+    assert_non_null(e3);
+    assert_non_null(strstr(e3, "\"id\":\"ev-3\"")); /* the compact CloudEvent */
+    assert_true(strstr(e3, "\"id\":\"ev-3\"") < strstr(e3, "\n\n"));
+    assert_int_equal(s_sse_events(t2), 2); /* 2 and 4 */
+    assert_non_null(strstr(t2, "id: 2\n"));
+    assert_non_null(strstr(t2, "id: 4\n"));
+
+    /* a third connection: over the cap */
+    fd = s_http_open(n, "GET /v1/stream HTTP/1.1\r\nHost: x\r\n"
+                        "Authorization: Bearer " OPKEY "\r\n\r\n");
+    s_http_read(n, fd, t4, sizeof t4, 0, 300);
+    close(fd);
+    assert_non_null(strstr(t4, " 503 "));
+    assert_non_null(strstr(t4, "Retry-After"));
+
+    /* live: 5 (public) reaches both, 6 (internal) only the operator */
+    s_insert_vis(5, 5, "public");
+    s_insert_vis(6, 6, "internal"); /* found by the PostgreSQL poll */
+    h1 = s_http_read(n, op, t1, sizeof t1, h1, 400);
+    h2 = s_http_read(n, pub, t2, sizeof t2, h2, 100);
+    (void)h1;
+    (void)h2;
+    assert_int_equal(s_sse_events(t1), 6);
+    assert_int_equal(s_sse_events(t2), 3);
+    assert_non_null(strstr(t2, ": ping\n")); /* keepalive while idle */
+    close(op);
+    close(pub);
+    s_pump(n, NULL, NULL, 500); /* the next keepalive finds them gone: their slots are free */
+
+    /* resume after 4 */
+    fd = s_http_open(n, "GET /v1/stream?types=pk.gov.emining.production.reported HTTP/1.1\r\n"
+                        "Host: x\r\nAuthorization: Bearer " OPKEY "\r\nLast-Event-ID: 4\r\n\r\n");
+    s_http_read(n, fd, t3, sizeof t3, 0, 400);
+    close(fd);
+    assert_int_equal(s_sse_events(t3), 2);
+    assert_non_null(strstr(t3, "id: 5\n"));
+    assert_non_null(strstr(t3, "id: 6\n"));
+    fd = s_http_open(n, "GET /v1/stream?filters=%5B%7B%22sql%22%3A1%7D%5D HTTP/1.1\r\n"
+                        "Host: x\r\nAuthorization: Bearer " OPKEY "\r\n\r\n");
+    s_http_read(n, fd, t4, sizeof t4, 0, 300);
+    close(fd);
+    assert_non_null(strstr(t4, " 400 "));
+    assert_non_null(strstr(t4, "filters/0: unknown dialect 'sql'"));
+    notify_destroy(&n);
+    unsetenv("EMINE_NOTIFY_SSE_MAX_CLIENTS");
+    unsetenv("EMINE_NOTIFY_SSE_KEEPALIVE_MS");
+}
+
+/* A reader that does not read: notify keeps at most one event of it in memory and goes on
+ * serving the others; the slow reader gets everything, in order, once it reads. */
+static void test_sse_slow_reader(void **state)
+{
+    (void)state;
+    got_t g = {0};
+    s_insert_vis(1, 3000, "public");
+    notify_t *n = s_notify_ready();
+    PUMP_UNTIL(n, NULL, NULL, notify_head(n) == 3000);
+    int slow = s_http_open(n, "GET /v1/stream HTTP/1.1\r\nHost: x\r\n"
+                              "Authorization: Bearer " PUBKEY "\r\n\r\n");
+    int rcv = 4096;
+    setsockopt(slow, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+    void *d = s_client(n);
+    s_say(d, "{\"subscribe\":{\"key\":\"" OPKEY "\",\"after\":0},\"credit\":3000}");
+    PUMP_UNTIL(n, d, &g, g.nevents == 3000); /* not held up by the slow reader */
+    s_assert_seqs(&g, 1, 3000);
+    /* now read the slow one to the end */
+    static char buf[4 << 20];
+    size_t have = 0;
+    int64_t end = em_mono_ms() + 60000;
+    while (!strstr(buf, "\nid: 3000\n") && em_mono_ms() < end) {
+        assert_int_equal(notify_step(n, 1), 0);
+        ssize_t r = recv(slow, buf + have, sizeof buf - 1 - have, 0);
+        if (r > 0) {
+            have += (size_t)r;
+            buf[have] = '\0';
+        }
+    }
+    int events = 0;
+    int64_t last = 0;
+    for (const char *q = buf; (q = strstr(q, "\nid: ")) != NULL; q += 5) {
+        int64_t id = strtoll(q + 5, NULL, 10);
+        assert_int_equal(id, last + 1); /* in order, no gap, no duplicate */
+        last = id;
+        events++;
+    }
+    assert_int_equal(events, 3000);
+    s_close(d);
+    notify_destroy(&n); /* with the SSE connection still open: it is ended, not leaked */
+    close(slow);
 }
 
 /* The cursors table may not exist yet (archive applies the migrations): notify waits. */
@@ -685,6 +1004,10 @@ int main(void)
         cmocka_unit_test_setup(test_admin_http, s_setup),
         cmocka_unit_test_setup(test_waits_for_schema, s_setup),
         cmocka_unit_test_setup(test_pg_down, s_setup),
+        cmocka_unit_test_setup(test_stream_auth_and_visibility, s_setup),
+        cmocka_unit_test_setup(test_stream_bad_filter_message, s_setup),
+        cmocka_unit_test_setup(test_sse, s_setup),
+        cmocka_unit_test_setup(test_sse_slow_reader, s_setup),
     };
     return cmocka_run_group_tests(tests, s_group_setup, s_group_teardown);
 }

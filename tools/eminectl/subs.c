@@ -2,7 +2,7 @@
  * subscriptions, read and written in PostgreSQL directly (notify serves the same tables to
  * organisations over HTTP at /v1/subscriptions).
  *
- *   eminectl subs org-create ID --kind authority|enterprise|public [--name N]
+ *   eminectl subs org-create ID --kind authority|enterprise|public|operator [--name N]
  *                            [--province PK-XX|federal] [--party REGNO]... [--source PREFIX]...
  *   eminectl subs orgs
  *   eminectl subs key-create ORG [--label L]     prints the new key once; stores its SHA-256
@@ -33,7 +33,7 @@ static int s_usage(void)
 {
     fprintf(stderr,
             "usage: eminectl subs <command> [--dsn DSN]\n"
-            "  org-create ID --kind authority|enterprise|public [--name N]\n"
+            "  org-create ID --kind authority|enterprise|public|operator [--name N]\n"
             "             [--province PK-XX|federal] [--party REGNO]... [--source PREFIX]...\n"
             "  orgs                          list organisations\n"
             "  key-create ORG [--label L]    new API key (printed once; only its hash is kept)\n"
@@ -115,8 +115,8 @@ static int s_org_create(PGconn *c, int argc, char **argv)
         return s_usage();
     const char *bad = NULL;
     if (strcmp(kind, "authority") != 0 && strcmp(kind, "enterprise") != 0 &&
-        strcmp(kind, "public") != 0)
-        bad = "--kind must be authority, enterprise or public";
+        strcmp(kind, "public") != 0 && strcmp(kind, "operator") != 0)
+        bad = "--kind must be authority, enterprise, public or operator (sees every tier)";
     else if ((strcmp(kind, "authority") == 0) != (province != NULL))
         bad = "--province (PK-XX or federal) is required for an authority and only for one";
     else if (np > 0 && strcmp(kind, "enterprise") != 0)

@@ -1,8 +1,11 @@
 /* tail.c - `eminectl tail`: follows notify's committed-event stream (services/PROTOCOL.md,
  * Stream protocol) and prints one JSON line per event, `{"seq":N,"event":{…}}`, in seq order.
  * Credit is granted in chunks; after a reconnect (a notify restart) it re-subscribes after the
- * last seq printed, so the output has no gap and no duplicate.  Exit 0 after --count events
- * or --timeout-ms without an event (1 if notify was never reached), 2 on a usage error. */
+ * last seq printed, so the output has no gap and no duplicate.  The subscription carries an
+ * organisation API key (--key, else $EMINE_KEY): notify sends only the events that
+ * organisation may see (an operator organisation sees every tier), narrowed by --type and
+ * --filter.  Exit 0 after --count events or --timeout-ms without an event (1 if notify was
+ * never reached, or refused the key or the filter), 2 on a usage error. */
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -21,6 +24,7 @@
 #define TAIL_CHUNK 256          /* credit granted at a time */
 #define TAIL_KEEPALIVE_MS 20000 /* a silent stream is probed this often */
 #define TAIL_RESUB_DELAY_MS 1000
+#define TAIL_MAX_TYPES 64
 
 typedef struct {
     void *ctx;
@@ -33,17 +37,25 @@ typedef struct {
     int64_t last_send;   /* monotonic ms of the last message sent */
     int64_t resub_at;    /* re-subscribe at this time (0: not scheduled) */
     int connects;        /* connections made so far */
+    const char *key;     /* organisation API key */
+    json_t *opts;        /* types / filters of the subscription (owned) */
+    int fatal;           /* notify refused the key or the subscription: stop */
 } tail_t;
 
 static void s_usage(FILE *out)
 {
-    fprintf(out, "usage: eminectl tail [--endpoint EP] [--from SEQ] [--count N] "
-                 "[--timeout-ms T]\n"
+    fprintf(out, "usage: eminectl tail [--key KEY] [--endpoint EP] [--from SEQ] [--count N] "
+                 "[--timeout-ms T] [--type T]... [--filter JSON]\n"
+                 "  --key KEY        organisation API key (env EMINE_KEY); the stream holds what "
+                 "that\n"
+                 "                   organisation may see (an operator organisation: everything)\n"
                  "  --endpoint EP    notify stream endpoint (env EMINE_NOTIFY_ZMQ, default "
                  "tcp://127.0.0.1:7004)\n"
                  "  --from SEQ       print the events after SEQ (default 0: everything)\n"
                  "  --count N        stop after N events\n"
-                 "  --timeout-ms T   stop when no event arrived for T ms\n");
+                 "  --timeout-ms T   stop when no event arrived for T ms\n"
+                 "  --type T         only events of type T (repeatable)\n"
+                 "  --filter JSON    CloudEvents filters, e.g. '[{\"prefix\":{\"source\":\"/pk/ba\"}}]'\n");
 }
 
 /* The credit to ask for now: a chunk, but never past --count. */
@@ -66,13 +78,17 @@ static int s_send(tail_t *t, const char *text)
 
 static void s_subscribe(tail_t *t)
 {
-    char buf[128];
     t->outstanding = 0;
     int64_t credit = s_want(t);
-    snprintf(buf, sizeof buf, "{\"subscribe\":{\"after\":%" PRId64 "},\"credit\":%" PRId64 "}",
-             t->last, credit);
-    if (s_send(t, buf) == 0)
+    json_t *sub = json_deep_copy(t->opts);
+    json_object_set_new(sub, "after", json_integer(t->last));
+    json_object_set_new(sub, "key", json_string(t->key));
+    json_t *msg = json_pack("{s:o,s:I}", "subscribe", sub, "credit", (json_int_t)credit);
+    char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+    if (text && s_send(t, text) == 0)
         t->outstanding = credit;
+    free(text);
+    json_decref(msg);
     t->resub_at = 0;
 }
 
@@ -117,13 +133,22 @@ static int s_handle_frame(tail_t *t, const char *buf, size_t len)
     json_error_t jerr;
     json_t *o = json_loadb(buf, len, 0, &jerr);
     const char *err = json_string_value(json_object_get(o, "error"));
-    fprintf(stderr, "eminectl tail: notify says: %s\n", err ? err : "(unexpected message)");
-    /* Forgotten or not known (a notify restart): subscribe again at once; otherwise (too many
-     * clients) after a pause. */
+    json_t *retry = json_object_get(o, "retry_ms");
+    if (err && strcmp(err, "unauthorized") == 0)
+        fprintf(stderr, "eminectl tail: notify refused the key (unknown or revoked; see "
+                        "`eminectl subs key-create`)\n");
+    else
+        fprintf(stderr, "eminectl tail: notify says: %s\n", err ? err : "(unexpected message)");
+    /* Forgotten or not known (a notify restart): subscribe again at once; busy (too many
+     * clients, PostgreSQL unavailable): after a pause; a refused key or subscription: stop. */
     if (err && strcmp(err, "not subscribed") == 0)
         s_subscribe(t);
+    else if (err && (strcmp(err, "unauthorized") == 0 || strncmp(err, "subscribe.", 10) == 0))
+        t->fatal = 1;
     else if (!t->resub_at)
-        t->resub_at = em_mono_ms() + TAIL_RESUB_DELAY_MS;
+        t->resub_at = em_mono_ms() + (json_is_integer(retry) && json_integer_value(retry) > 0
+                                          ? json_integer_value(retry)
+                                          : TAIL_RESUB_DELAY_MS);
     json_decref(o);
     return 0;
 }
@@ -157,7 +182,9 @@ static int s_parse_i64(const char *s, int64_t *out)
 int cmd_tail(int argc, char **argv)
 {
     const char *endpoint = ctl_env("EMINE_NOTIFY_ZMQ", "tcp://127.0.0.1:7004");
+    const char *key = getenv("EMINE_KEY");
     int64_t from = 0, count = -1, timeout_ms = -1;
+    json_t *opts = json_object(), *types = json_array();
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -165,10 +192,11 @@ int cmd_tail(int argc, char **argv)
             s_usage(stdout);
             return 0;
         }
-        const char *names[] = {"--endpoint", "--from", "--count", "--timeout-ms"};
+        const char *names[] = {"--endpoint", "--from",  "--count", "--timeout-ms",
+                               "--key",      "--type",  "--filter"};
         int which = -1;
         const char *val = NULL;
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < 7; k++) {
             size_t n = strlen(names[k]);
             if (strcmp(a, names[k]) == 0) {
                 which = k;
@@ -182,9 +210,40 @@ int cmd_tail(int argc, char **argv)
         if (which < 0 || !val) {
             fprintf(stderr, "eminectl tail: %s %s\n", which < 0 ? "unknown option" : "missing value for", a);
             s_usage(stderr);
+            json_decref(opts);
+            json_decref(types);
             return 2;
         }
         int bad = 0;
+        if (which == 4) {
+            key = val;
+            continue;
+        }
+        if (which == 5) {
+            if (!*val || json_array_size(types) >= TAIL_MAX_TYPES) {
+                fprintf(stderr, "eminectl tail: --type needs a type (at most %d)\n",
+                        TAIL_MAX_TYPES);
+                json_decref(opts);
+                json_decref(types);
+                return 2;
+            }
+            json_array_append_new(types, json_string(val));
+            continue;
+        }
+        if (which == 6) {
+            json_error_t jerr;
+            json_t *f = json_loads(val, JSON_DECODE_ANY, &jerr);
+            if (!json_is_array(f)) {
+                fprintf(stderr, "eminectl tail: --filter needs a JSON array of filter "
+                                "expressions%s%s\n", f ? "" : ": ", f ? "" : jerr.text);
+                json_decref(f);
+                json_decref(opts);
+                json_decref(types);
+                return 2;
+            }
+            json_object_set_new(opts, "filters", f);
+            continue;
+        }
         if (which == 0)
             endpoint = val;
         else if (which == 1)
@@ -196,14 +255,28 @@ int cmd_tail(int argc, char **argv)
         if (bad) {
             fprintf(stderr, "eminectl tail: %s needs a non-negative integer, got '%s'\n",
                     names[which], val);
+            json_decref(opts);
+            json_decref(types);
             return 2;
         }
     }
-    if (count == 0)
+    if (json_array_size(types) > 0)
+        json_object_set(opts, "types", types);
+    json_decref(types);
+    if (!key || !*key) {
+        fprintf(stderr, "eminectl tail: no API key: pass --key KEY or set EMINE_KEY (an "
+                        "organisation key from `eminectl subs key-create ORG`; an operator "
+                        "organisation sees every event)\n");
+        json_decref(opts);
+        return 2;
+    }
+    if (count == 0) {
+        json_decref(opts);
         return 0;
+    }
 
     em_signal_install();
-    tail_t t = {.last = from, .count = count};
+    tail_t t = {.last = from, .count = count, .key = key, .opts = opts};
     int rc = 1, zero = 0, ivl = 100, ivl_max = 2000;
     t.ctx = zmq_ctx_new();
     t.dealer = t.ctx ? zmq_socket(t.ctx, ZMQ_DEALER) : NULL;
@@ -230,7 +303,7 @@ int cmd_tail(int argc, char **argv)
 
     int64_t last_event = em_mono_ms();
     rc = 0;
-    while (!em_signal_interrupted() && (t.count < 0 || t.printed < t.count)) {
+    while (!em_signal_interrupted() && !t.fatal && (t.count < 0 || t.printed < t.count)) {
         int64_t now = em_mono_ms();
         long wait = 1000;
         if (timeout_ms >= 0) {
@@ -295,5 +368,6 @@ done:
         zmq_close(t.dealer);
     if (t.ctx)
         zmq_ctx_term(t.ctx);
-    return rc;
+    json_decref(t.opts);
+    return t.fatal ? 1 : rc;
 }
