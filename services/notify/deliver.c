@@ -1521,8 +1521,8 @@ notify_deliver_t *notify_deliver_new(const char *dsn, const notify_deliver_cfg_t
     }
     /* [notify] templates once notify's config table has the key; the same environment
      * override until then. */
-    const char *tdir = getenv("EMINE_NOTIFY_TEMPLATES");
-    self->templates_dir = strdup(tdir && *tdir ? tdir : TEMPLATES_DIR);
+    self->templates_dir = strdup(cfg->templates && *cfg->templates ? cfg->templates
+                                                                   : TEMPLATES_DIR);
     if (!self->templates_dir) {
         snprintf(err, errlen, "out of memory");
         goto fail;

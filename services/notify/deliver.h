@@ -58,6 +58,7 @@ typedef struct {
     int batch;            /* events read per page for one subscription */
     int breaker_failures; /* consecutive failures that open an endpoint's circuit (0: off) */
     int breaker_open_ms;  /* how long it stays open before one probe */
+    const char *templates; /* folder of the summary templates; NULL: "config/templates" */
 } notify_deliver_cfg_t;
 
 typedef struct notify_deliver notify_deliver_t;

@@ -65,6 +65,7 @@ typedef struct {
     int subs_reload_ms;         /* [notify] subs_reload_ms */
     int webhook_breaker_failures; /* [notify] webhook_breaker_failures */
     int webhook_breaker_open_ms;  /* [notify] webhook_breaker_open_ms */
+    char *templates;              /* [notify] templates: folder of <language>.tmpl */
     int sse_max_clients;          /* [notify] sse_max_clients */
     int sse_keepalive_ms;         /* [notify] sse_keepalive_ms */
 } notify_cfg_t;
@@ -111,6 +112,8 @@ static const em_config_entry_t s_config[] = {
      "GET /v1/stream (SSE) connections served at once; more are answered 503"},
     {EM_CFG_INT, "notify", "sse_keepalive_ms", "15000", offsetof(notify_cfg_t, sse_keepalive_ms),
      "an SSE connection with nothing to send gets a `: ping` comment this often"},
+    {EM_CFG_STR, "notify", "templates", "config/templates", offsetof(notify_cfg_t, templates),
+     "folder of the summary templates (<language>.tmpl), reloaded on SIGHUP"},
     {0},
 };
 
@@ -1437,7 +1440,7 @@ notify_t *notify_new(const char *config_path)
                                  self->cfg.webhook_retry_ms, self->cfg.webhook_max_inflight,
                                  self->cfg.subs_reload_ms, self->cfg.cursor_flush_ms,
                                  self->cfg.batch, self->cfg.webhook_breaker_failures,
-                                 self->cfg.webhook_breaker_open_ms};
+                                 self->cfg.webhook_breaker_open_ms, self->cfg.templates};
     self->deliver =
         notify_deliver_new(self->cfg.shared.pg_dsn, &dcfg, self->metrics, err, sizeof err);
     if (!self->deliver) {
