@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "em_config.h"
+#include "em_event.h"
 #include "em_filter.h"
 #include "em_json.h"
 #include "em_log.h"
@@ -660,6 +661,107 @@ static void s_delete(notify_subs_t *self, em_http_req_t *req, const char *org, c
     PQclear(res);
 }
 
+/* POST /v1/subscriptions/{id}/replay: queues the events already behind the subscription's
+ * cursor that the selectors pick for a second delivery (notify's redrive lane: one at a time,
+ * in seq order, visibility and filters checked again).  Body: at least one of
+ *   {"fromSeq": n, "toSeq": n, "since": "<RFC 3339>", "until": "<RFC 3339>",
+ *    "project": "<project id>", "licence": "<licence id>"}
+ * Answers 202 {"queued": n}, 400 naming the member, 404 for another organisation's. */
+static void s_replay(notify_subs_t *self, em_http_req_t *req, const char *org, const char *id)
+{
+    static const char *names[] = {"fromSeq", "toSeq", "since", "until", "project", "licence",
+                                  NULL};
+    size_t len;
+    const char *text = em_http_req_body(req, &len);
+    json_t *errors = NULL;
+    json_t *body = em_json_parse(text, len, 8, &errors);
+    json_decref(errors);
+    char v[6][64] = {{0}};
+    const char *p[8] = {id, org, NULL, NULL, NULL, NULL, NULL, NULL};
+    char ptr[300], msg[400];
+    int given = 0;
+    if (!json_is_object(body)) {
+        s_error(req, 400, "", "the body must be a JSON object: at least one of fromSeq, toSeq, "
+                              "since, until, project, licence");
+        goto done;
+    }
+    const char *k;
+    json_t *val;
+    json_object_foreach(body, k, val)
+    {
+        int i = 0;
+        while (names[i] && strcmp(names[i], k) != 0)
+            i++;
+        snprintf(ptr, sizeof ptr, "/%.200s", k);
+        if (!names[i]) {
+            snprintf(msg, sizeof msg, "unknown member '%.200s' (expected fromSeq, toSeq, since, "
+                                      "until, project, licence)", k);
+            s_error(req, 400, ptr, msg);
+            goto done;
+        }
+        if (i < 2) {
+            if (!json_is_integer(val) || json_integer_value(val) < 0) {
+                s_error(req, 400, ptr, "must be a non-negative integer (a seq)");
+                goto done;
+            }
+            snprintf(v[i], sizeof v[i], "%" JSON_INTEGER_FORMAT, json_integer_value(val));
+        } else {
+            const char *str = json_string_value(val);
+            long long ms;
+            if (!str || !*str || json_string_length(val) >= sizeof v[i] ||
+                (i < 4 && !em_rfc3339_parse(str, &ms))) {
+                s_error(req, 400, ptr, i < 4 ? "must be an RFC 3339 date-time"
+                                             : "must be a non-empty string of at most 63 bytes");
+                goto done;
+            }
+            memcpy(v[i], str, json_string_length(val) + 1);
+        }
+        p[2 + i] = v[i];
+        given++;
+    }
+    if (!given) {
+        s_error(req, 400, "", "at least one of fromSeq, toSeq, since, until, project, licence");
+        goto done;
+    }
+    PGresult *res = NULL;
+    if (!s_pg(self) ||
+        !(res = em_store_query(
+              self->store,
+              "WITH s AS (SELECT id FROM subscriptions WHERE id = $1 AND org_id = $2),"
+              " q AS (INSERT INTO delivery_dead_letters (subscription_id, seq, attempts,"
+              "  last_error, redriven_at)"
+              "  SELECT s.id, e.seq, 0, 'replay requested', now() FROM s, events e"
+              "  WHERE e.seq <= COALESCE((SELECT seq FROM subscription_cursors"
+              "   WHERE subscription_id = s.id), 0)"
+              "  AND ($3::bigint IS NULL OR e.seq >= $3::bigint)"
+              "  AND ($4::bigint IS NULL OR e.seq <= $4::bigint)"
+              "  AND ($5::timestamptz IS NULL OR e.time >= $5::timestamptz)"
+              "  AND ($6::timestamptz IS NULL OR e.time < $6::timestamptz)"
+              "  AND ($7::text IS NULL OR e.projectid = $7"
+              "   OR e.envelope->'data'->>'projectId' = $7)"
+              "  AND ($8::text IS NULL OR e.envelope->'data'->>'licenceId' = $8"
+              "   OR e.subject = $8)"
+              "  ON CONFLICT (subscription_id, seq) DO UPDATE SET redriven_at = now()"
+              "  RETURNING seq)"
+              " SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM q)",
+              8, p))) {
+        s_pg_error(self, req);
+        goto done;
+    }
+    if (strcmp(PQgetvalue(res, 0, 0), "0") == 0) {
+        s_error(req, 404, NULL, "no such subscription");
+    } else {
+        char out[64];
+        int n = snprintf(out, sizeof out, "{\"queued\":%s}", PQgetvalue(res, 0, 1));
+        EM_LOG_INFO(MOD, "organisation %s queued %s event(s) for replay to %s", org,
+                    PQgetvalue(res, 0, 1), id);
+        em_http_respond(req, 202, "application/json", out, (size_t)n);
+    }
+    PQclear(res);
+done:
+    json_decref(body);
+}
+
 int notify_subs_handle(notify_subs_t *self, em_http_req_t *req)
 {
     const char *path = em_http_req_path(req);
@@ -671,16 +773,27 @@ int notify_subs_handle(notify_subs_t *self, em_http_req_t *req)
     if (id && !*id)
         id = NULL; /* "/v1/subscriptions/" is the collection */
     bool collection = id == NULL;
+    char idbuf[72];
+    bool replay = false;
+    const char *slash = id ? strchr(id, '/') : NULL;
+    if (slash && strcmp(slash, "/replay") == 0 && (size_t)(slash - id) < sizeof idbuf) {
+        memcpy(idbuf, id, (size_t)(slash - id));
+        idbuf[slash - id] = '\0';
+        id = idbuf;
+        replay = true;
+    }
     if (id && (strlen(id) > 64 || strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                                              "0123456789_-") != strlen(id))) {
         s_error(req, 404, NULL, "no such subscription");
         return 1;
     }
-    bool allowed = collection ? (strcmp(method, "GET") == 0 || strcmp(method, "POST") == 0)
-                              : (strcmp(method, "GET") == 0 || strcmp(method, "PUT") == 0 ||
-                                 strcmp(method, "DELETE") == 0);
+    bool allowed = replay       ? strcmp(method, "POST") == 0
+                   : collection ? (strcmp(method, "GET") == 0 || strcmp(method, "POST") == 0)
+                                : (strcmp(method, "GET") == 0 || strcmp(method, "PUT") == 0 ||
+                                   strcmp(method, "DELETE") == 0);
     if (!allowed) {
-        em_http_add_header(req, "Allow", collection ? "GET, POST" : "GET, PUT, DELETE");
+        em_http_add_header(req, "Allow",
+                           replay ? "POST" : collection ? "GET, POST" : "GET, PUT, DELETE");
         s_error(req, 405, NULL, "method not allowed");
         return 1;
     }
@@ -691,7 +804,9 @@ int notify_subs_handle(notify_subs_t *self, em_http_req_t *req)
     char org[EM_ERR_LEN];
     if (s_authenticate(self, req, org, sizeof org) != 0)
         return 1;
-    if (collection && strcmp(method, "POST") == 0)
+    if (replay)
+        s_replay(self, req, org, id);
+    else if (collection && strcmp(method, "POST") == 0)
         s_create(self, req, org);
     else if (collection)
         s_list(self, req, org);

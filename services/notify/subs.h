@@ -5,6 +5,7 @@
  *   GET    /v1/subscriptions/{id}   one (404 when absent or another organisation's)
  *   PUT    /v1/subscriptions/{id}   replace (200 + the resource)
  *   DELETE /v1/subscriptions/{id}   delete (204)
+ *   POST   /v1/subscriptions/{id}/replay  queue events behind the cursor again (202)
  *
  * Every request carries `Authorization: Bearer <organisation API key>`; the key's SHA-256 is
  * looked up in api_keys (401 otherwise).  The resource is the CloudEvents Subscriptions API

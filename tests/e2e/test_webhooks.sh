@@ -42,6 +42,7 @@ em_check "the reference receiver listens" grep -q listening "$T/rx.out"
 em_eq "four organisations (besides the harness's operator)" "$(em_psql "select count(*) from organisations where id <> 'emine-ops'")" 4
 for org in portal rival mhd ba; do
     key=$("$CTL" subs key-create "$org" 2>/dev/null)
+    echo "$key" >"$T/key-$org"
     # Filters try to widen (everything whose type starts with pk.): they cannot.
     code=$(curl -s -o "$T/sub-$org.json" -w '%{http_code}' -H "Authorization: Bearer $key" \
         -d "{\"sink\":\"http://127.0.0.1:$RX_PORT/$org\",\"secret\":\"$SECRET\",
@@ -106,7 +107,14 @@ n_portal=$(em_psql "select count(*) from events where ($duddar) and (${WANT[port
 em_eq "eminectl subs replay --project duddar (department)" \
     "$("$CTL" subs replay "$(sub_id ba)" --project duddar)" \
     "$(em_psql "select count(*) from events where $duddar") event(s) queued for replay to $(sub_id ba)"
-"$CTL" subs replay "$(sub_id portal)" --project duddar >/dev/null
+# The portal replays over HTTP with its own key (the same lane as eminectl subs replay).
+code=$(curl -s -o "$T/replay.json" -w '%{http_code}' -H "Authorization: Bearer $(cat "$T/key-portal")" \
+    -d '{"project":"duddar"}' "$API/$(sub_id portal)/replay")
+em_eq "POST /v1/subscriptions/{id}/replay by the portal: 202 and the count queued" \
+    "$code $(cat "$T/replay.json")" "202 {\"queued\":$(em_psql "select count(*) from events where $duddar")}"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(cat "$T/key-rival")" \
+    -d '{"project":"duddar"}' "$API/$(sub_id portal)/replay")
+em_eq "... another organisation cannot replay the portal's subscription: 404" "$code" 404
 replayed() { tail -n +"$((lines_before + 1))" "$T/rx.jsonl" | grep -c "\"path\":\"/$1\""; }
 deadline=$((SECONDS + 60))
 while { [ "$(replayed ba)" -lt "$n_ba" ] || [ "$(replayed portal)" -lt "$n_portal" ]; } &&

@@ -415,6 +415,62 @@ static void test_bad_bodies(void **state)
     free(n);
 }
 
+/* A subscriber replays events already behind its cursor, by seq range, time and entity;
+ * another organisation's subscription is not found; bad selectors name their member. */
+static void test_replay(void **state)
+{
+    (void)state;
+    resp_t r;
+    s_http("POST", "/v1/subscriptions", KEY_BA, "{\"sink\":\"https://ba.example/hook\"}", &r);
+    assert_int_equal(r.status, 201);
+    char path[160];
+    snprintf(path, sizeof path, "/v1/subscriptions/%s/replay", s_str(r.json, "id"));
+    char *id = strdup(s_str(r.json, "id"));
+    s_resp_clear(&r);
+    s_http("POST", path, KEY_BA, "{\"fromSeq\":2}", &r);
+    assert_int_equal(r.status, 202);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "queued")), 2); /* 2 and 3 */
+    s_resp_clear(&r);
+    char *rows = s_sql_text("SELECT string_agg(seq || ':' || attempts, ',' ORDER BY seq)"
+                            " FROM delivery_dead_letters WHERE subscription_id = $1"
+                            " AND redriven_at IS NOT NULL", id);
+    assert_string_equal(rows, "2:0,3:0");
+    free(rows);
+    s_http("POST", path, KEY_BA, "{\"fromSeq\":1,\"toSeq\":1,\"since\":\"2000-01-01T00:00:00Z\"}",
+           &r);
+    assert_int_equal(r.status, 202); /* the test events have no time: none selected */
+    assert_int_equal(json_integer_value(json_object_get(r.json, "queued")), 0);
+    s_resp_clear(&r);
+    s_http("POST", path, KEY_MHD, "{\"fromSeq\":1}", &r);
+    assert_int_equal(r.status, 404); /* another organisation's */
+    s_resp_clear(&r);
+    s_http("GET", path, KEY_BA, NULL, &r);
+    assert_int_equal(r.status, 405);
+    s_resp_clear(&r);
+    static const struct {
+        const char *body, *pointer;
+    } bad[] = {{"{}", ""},
+               {"[]", ""},
+               {"{\"fromSeq\":-1}", "/fromSeq"},
+               {"{\"toSeq\":\"5\"}", "/toSeq"},
+               {"{\"since\":\"yesterday\"}", "/since"},
+               {"{\"until\":5}", "/until"},
+               {"{\"project\":\"\"}", "/project"},
+               {"{\"colour\":1}", "/colour"}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        s_http("POST", path, KEY_BA, bad[i].body, &r);
+        if (r.status != 400)
+            fail_msg("%s: %d %s", bad[i].body, r.status, r.body);
+        assert_string_equal(s_str(r.json, "pointer"), bad[i].pointer);
+        s_resp_clear(&r);
+    }
+    rows = s_sql_text("SELECT count(*) FROM delivery_dead_letters WHERE subscription_id = $1",
+                      id);
+    assert_string_equal(rows, "2"); /* the refused requests queued nothing */
+    free(rows);
+    free(id);
+}
+
 static void test_pg_down(void **state)
 {
     (void)state;
@@ -437,6 +493,7 @@ int main(void)
         cmocka_unit_test(test_authentication),
         cmocka_unit_test(test_crud),
         cmocka_unit_test(test_bad_bodies),
+        cmocka_unit_test(test_replay),
         cmocka_unit_test(test_pg_down),
     };
     return cmocka_run_group_tests(tests, s_group_setup, s_group_teardown);
