@@ -1103,12 +1103,14 @@ static pcre2_code *s_pcre_compile(const char *src)
 }
 
 /* PCRE2's JIT code reads memory that valgrind's memcheck reports as uninitialised (the
- * library documents it); under valgrind (its preload library in LD_PRELOAD) patterns are
- * interpreted instead. */
+ * library documents it); under valgrind's memcheck, helgrind or DRD (their preload library in
+ * LD_PRELOAD) patterns are interpreted instead.  Callgrind, which only counts instructions,
+ * runs the JIT code as a real run does. */
 static int s_use_jit(void)
 {
     const char *pre = getenv("LD_PRELOAD");
-    return !(pre && strstr(pre, "vgpreload"));
+    return !(pre && (strstr(pre, "vgpreload_memcheck") || strstr(pre, "vgpreload_helgrind") ||
+                     strstr(pre, "vgpreload_drd")));
 }
 
 static s_re_t *s_re_compile(em_schema_t *s, const char *src)
