@@ -879,10 +879,14 @@ static inline uint32_t s_khash(const char *k, size_t n)
     if (n >= 8) {
         memcpy(&a, k, 8);
         memcpy(&b, k + n - 8, 8);
-    } else {
-        for (size_t i = 0; i < n; i++) {
-            a |= (uint64_t)(unsigned char)k[i] << (8 * i);
-        }
+    } else if (n >= 4) {
+        uint32_t x, y;
+        memcpy(&x, k, 4);
+        memcpy(&y, k + n - 4, 4);
+        a = (uint64_t)x | (uint64_t)y << 32;
+    } else if (n > 0) {
+        a = (uint64_t)(unsigned char)k[0] | (uint64_t)(unsigned char)k[n / 2] << 8 |
+            (uint64_t)(unsigned char)k[n - 1] << 16;
     }
     uint64_t h = (a ^ (b * 0x9e3779b97f4a7c15ULL) ^ n) * 0xff51afd7ed558ccdULL;
     return (uint32_t)(h >> 32) ^ (uint32_t)h;
@@ -927,6 +931,9 @@ struct s_node {
     s_resource_t *res; /* the resource holding this schema (dynamic scope; 2020-12 only) */
     int uneval;        /* has unevaluatedProperties/unevaluatedItems */
     int draft;
+    /* The schema is only a "$ref" (and no $dynamicRef is compiled anywhere): without errors
+     * to report, validating it is validating the target. */
+    const struct s_node *fwd;
 };
 
 typedef struct s_alloc {
@@ -946,6 +953,7 @@ struct em_schema {
     pcre2_code **codes;
     size_t ncodes, capcodes;
     char *err;
+    int has_dynref; /* a $dynamicRef was compiled: dynamic scopes are tracked */
 };
 
 /* All compile-time allocations are chained for em_schema_destroy. */
@@ -1406,6 +1414,7 @@ static int s_compile_kws(em_schema_t *s, s_node_t *node, json_t *j, const s_info
     if (!d7 && (v = json_object_get(j, "$dynamicRef"))) {
         S_NEED(json_is_string(v));
         S_NEED(k = s_kw_push(&kv, K_DYNREF, "$dynamicRef"));
+        s->has_dynref = 1;
         S_NEED(k->a = s_compile_ref(s, in->base, json_string_value(v), in));
         const char *h = strchr(json_string_value(v), '#');
         if (h && h[1] && h[1] != '/') {
@@ -1838,6 +1847,20 @@ em_schema_t *em_schema_compile(const json_t *schema, const em_schema_store_t *st
         }
         em_schema_destroy(&s);
         return NULL;
+    }
+    if (!s->has_dynref) {
+        /* Dynamic scopes matter only to $dynamicRef: without one, none is kept, and a
+         * schema that is only a "$ref" forwards to its target when no error is reported. */
+        for (size_t i = 0; i < s->nodes.cap; i++) {
+            s_node_t *n = s->nodes.vals[i];
+            if (!s->nodes.keys[i] || !n) {
+                continue;
+            }
+            n->res = NULL;
+            if (n->nkw == 1 && n->kws[0].op == K_REF && !n->uneval) {
+                n->fwd = n->kws[0].a;
+            }
+        }
     }
     return s;
 }
@@ -2898,7 +2921,8 @@ static int s_eval_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst, const s_pa
         return s_validate(c, t, inst, ip, &ks, sc, a);
     }
     case K_TYPE:
-        if (k->mask & s_inst_type(inst)) {
+        if (json_is_real(inst) ? (k->mask & T_NUMBER) || (k->mask & s_inst_type(inst))
+                               : (k->mask & s_inst_type(inst))) {
             return 1;
         }
         if (c->errors) {
@@ -2976,7 +3000,12 @@ static int s_eval_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst, const s_pa
         if (!json_is_string(inst)) {
             return 1;
         }
-        size_t l = s_cp_len(json_string_value(inst), json_string_length(inst));
+        /* a string of b bytes has between (b + 3) / 4 and b code points */
+        size_t b = json_string_length(inst);
+        if (k->op == K_MAXLENGTH ? b <= k->n : (b + 3) / 4 >= k->n) {
+            return 1;
+        }
+        size_t l = s_cp_len(json_string_value(inst), b);
         if (k->op == K_MAXLENGTH ? l <= k->n : l >= k->n) {
             return 1;
         }
@@ -3436,18 +3465,29 @@ static int s_eval_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst, const s_pa
 static int s_validate(s_ctx_t *c, const s_node_t *n, const json_t *inst, const s_path_t *ip,
                       const s_path_t *sp, const s_scope_t *sc, s_ann_t *ann)
 {
-    if (n->boolean == 1) {
-        return 1;
+    int hops = 0;
+    if (!c->errors) {
+        /* each "$ref" passed counts as the level it would have taken */
+        while (n->fwd) {
+            n = n->fwd;
+            if (c->depth + ++hops >= S_MAX_DEPTH) {
+                c->internal = 1;
+                return 0;
+            }
+        }
     }
-    if (n->boolean == 0) {
+    if (n->boolean >= 0) {
+        if (n->boolean == 1) {
+            return 1;
+        }
         s_err(c, ip, sp, "false", "no value is allowed here");
         return 0;
     }
-    if (c->depth >= S_MAX_DEPTH) {
+    if (c->depth + hops >= S_MAX_DEPTH) {
         c->internal = 1;
         return 0;
     }
-    c->depth++;
+    c->depth += hops + 1;
     s_scope_t here;
     if (n->res && (!sc || sc->res != n->res)) {
         here.up = sc;
@@ -3478,7 +3518,7 @@ static int s_validate(s_ctx_t *c, const s_node_t *n, const json_t *inst, const s
         }
         s_ann_free(&local);
     }
-    c->depth--;
+    c->depth -= hops + 1;
     return ok && !c->internal;
 }
 
@@ -3487,8 +3527,19 @@ int em_schema_validate(const em_schema_t *schema, const json_t *instance, json_t
     if (!schema || !instance) {
         return -1;
     }
-    s_ctx_t c = { .errors = json_is_array(errors) ? errors : NULL };
-    int r = s_validate(&c, schema->root, instance, NULL, NULL, NULL, NULL);
+    /* A first pass reports nothing and stops at the first failure; only an instance that
+     * fails it is evaluated again to build its errors (a valid instance takes the same path
+     * through the schema either way). */
+    s_ctx_t q = { .errors = NULL };
+    int r = s_validate(&q, schema->root, instance, NULL, NULL, NULL, NULL);
+    if (r == 1 && !q.internal) {
+        return 1;
+    }
+    if (!json_is_array(errors)) {
+        return q.internal ? -1 : r;
+    }
+    s_ctx_t c = { .errors = errors };
+    r = s_validate(&c, schema->root, instance, NULL, NULL, NULL, NULL);
     if (c.internal) {
         if (c.errors) {
             em_errors_add(c.errors, "", "schema", "schema recursion deeper than %d levels",
