@@ -848,6 +848,7 @@ typedef struct {
     s_node_t *node;
     s_re_t *re;
     json_t *req; /* draft-07 "dependencies" array form */
+    int required; /* "properties": the name is also in the same schema's "required" */
 } s_entry_t;
 
 typedef struct {
@@ -869,6 +870,11 @@ typedef struct {
     size_t max;           /* maxContains (SIZE_MAX: none) */
     uint32_t *tab;        /* properties: open-addressing table of entry index + 1 */
     uint32_t tmask;
+    /* "required" whose names all are "properties" of the same schema: without errors to
+     * report, "properties" counts the required members it meets (nreq of its entries are
+     * required) and "required" (by_props set) does nothing more. */
+    size_t nreq;
+    int by_props;
 } s_kw_t;
 
 /* Hash of a property name or enum string: its length and its first and last 8 bytes (the
@@ -1387,6 +1393,35 @@ static s_node_t **s_compile_list(em_schema_t *s, json_t *arr, const s_info_t *in
     return l;
 }
 
+/* Lets "properties" check "required" when every required name is a property (see nreq). */
+static void s_fuse_required(s_kw_t *kws, size_t n)
+{
+    s_kw_t *req = NULL, *props = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (kws[i].op == K_REQUIRED) {
+            req = &kws[i];
+        } else if (kws[i].op == K_PROPS) {
+            props = &kws[i];
+        }
+    }
+    if (!req || !props || !props->tab) {
+        return;
+    }
+    for (size_t i = 0; i < req->n; i++) {
+        if (s_props_find(props, req->ents[i].key, req->ents[i].klen) < 0) {
+            return;
+        }
+    }
+    for (size_t i = 0; i < req->n; i++) {
+        long e = s_props_find(props, req->ents[i].key, req->ents[i].klen);
+        if (!props->ents[e].required) {
+            props->ents[e].required = 1;
+            props->nreq++;
+        }
+    }
+    req->by_props = 1;
+}
+
 #define S_NEED(x)                                                                                  \
     do {                                                                                           \
         if (!(x)) {                                                                                \
@@ -1700,6 +1735,7 @@ static int s_compile_kws(em_schema_t *s, s_node_t *node, json_t *j, const s_info
         }
     }
 done:
+    s_fuse_required(kv.v, kv.n);
     if (kv.n) {
         S_NEED(node->kws = s_alloc(s, kv.n * sizeof(s_kw_t)));
         memcpy(node->kws, kv.v, kv.n * sizeof(s_kw_t));
@@ -3072,7 +3108,7 @@ static int s_eval_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst, const s_pa
         return 1;
     }
     case K_REQUIRED: {
-        if (!json_is_object(inst)) {
+        if (!json_is_object(inst) || (k->by_props && !c->errors)) {
             return 1;
         }
         int ok = 1;
@@ -3240,11 +3276,15 @@ static int s_eval_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst, const s_pa
             return 1;
         }
         int ok = 1;
+        size_t nreq = c->errors ? 0 : k->nreq, seen = 0; /* required members to meet, met */
         if (!k->n2 && !k->a && json_object_size(inst) > k->n) {
             /* only "properties", and fewer of them than the instance has members */
             for (size_t i = 0; i < k->n; i++) {
                 json_t *v = json_object_getn(inst, k->ents[i].key, k->ents[i].klen);
                 if (!v) {
+                    if (k->ents[i].required && nreq) {
+                        return 0;
+                    }
                     continue;
                 }
                 s_ann_key(a, k->ents[i].key);
@@ -3259,6 +3299,9 @@ static int s_eval_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst, const s_pa
             }
             return ok;
         }
+        if (nreq && json_object_size(inst) < nreq) {
+            return 0;
+        }
         /* one pass over the instance's members */
         for (void *it = json_object_iter((json_t *)inst); it;
              it = json_object_iter_next((json_t *)inst, it)) {
@@ -3269,6 +3312,7 @@ static int s_eval_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst, const s_pa
             long e = s_props_find(k, key, klen);
             int matched = e >= 0;
             if (matched) {
+                seen += (size_t)k->ents[e].required;
                 s_ann_key(a, key);
                 s_path_t csp = { &ks, key, 0 };
                 if (!s_validate(c, k->ents[e].node, v, &cip, &csp, sc, NULL)) {
@@ -3308,7 +3352,7 @@ static int s_eval_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst, const s_pa
                 }
             }
         }
-        return ok;
+        return seen == nreq ? ok : 0;
     }
     case K_PROPNAMES: {
         if (!json_is_object(inst)) {

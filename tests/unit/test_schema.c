@@ -413,6 +413,7 @@ static void test_recursion_limit(void **state)
     json_t *errors = em_errors_new();
     assert_int_equal(em_schema_validate(s, json_true(), errors), -1);
     assert_true(json_array_size(errors) >= 1);
+    assert_int_equal(em_schema_validate(s, json_true(), NULL), -1);
     json_decref(errors);
     json_decref(schema);
     em_schema_destroy(&s);
@@ -424,6 +425,65 @@ typedef struct {
     json_t *good, *bad;
     int wrong;
 } s_thr_t;
+
+/* "required" names that are all "properties": the same verdict with and without an error
+ * list, and the same "required" errors, whichever way the members are looked up (fewer or more
+ * members than properties, extra members, patternProperties, a name listed twice). */
+static void test_required_with_properties(void **state)
+{
+    (void)state;
+    static const char *const schemas[] = {
+        "{\"properties\":{\"a\":{},\"b\":{\"type\":\"integer\"}},\"required\":[\"a\",\"b\"]}",
+        "{\"properties\":{\"a\":{},\"b\":{}},\"required\":[\"b\",\"a\",\"b\"]}",
+        "{\"properties\":{\"a\":{},\"b\":{}},\"patternProperties\":{\"^x\":{}},\"required\":[\"a\",\"b\"]}",
+        "{\"properties\":{\"a\":{},\"b\":{}},\"additionalProperties\":true,\"required\":[\"a\",\"b\"]}",
+        "{\"properties\":{\"a\":{}},\"required\":[\"a\",\"c\"]}",
+    };
+    static const struct {
+        const char *inst;
+        int valid[5];
+        size_t nreq[5]; /* "required" errors expected */
+    } cases[] = {
+        { "{\"a\":1,\"b\":2}", { 1, 1, 1, 1, 0 }, { 0, 0, 0, 0, 1 } },
+        { "{\"a\":1}", { 0, 0, 0, 0, 0 }, { 1, 2, 1, 1, 1 } },
+        { "{}", { 0, 0, 0, 0, 0 }, { 2, 3, 2, 2, 2 } },
+        { "{\"a\":1,\"c\":2,\"d\":3}", { 0, 0, 0, 0, 1 }, { 1, 2, 1, 1, 0 } },
+        { "{\"a\":1,\"b\":2,\"c\":3}", { 1, 1, 1, 1, 1 }, { 0, 0, 0, 0, 0 } },
+        { "{\"x1\":1,\"x2\":2,\"b\":3}", { 0, 0, 0, 0, 0 }, { 1, 1, 1, 1, 2 } },
+        { "{\"a\":1,\"b\":\"s\"}", { 0, 1, 1, 1, 0 }, { 0, 0, 0, 0, 1 } },
+        { "[1]", { 1, 1, 1, 1, 1 }, { 0, 0, 0, 0, 0 } },
+    };
+    for (size_t i = 0; i < sizeof schemas / sizeof *schemas; i++) {
+        json_t *schema = json_loads(schemas[i], 0, NULL);
+        em_schema_t *s = em_schema_compile(schema, NULL, NULL, NULL);
+        assert_non_null(s);
+        for (size_t j = 0; j < sizeof cases / sizeof *cases; j++) {
+            json_t *inst = json_loads(cases[j].inst, JSON_DECODE_ANY, NULL);
+            json_t *errors = em_errors_new();
+            int quiet = em_schema_validate(s, inst, NULL);
+            int loud = em_schema_validate(s, inst, errors);
+            size_t nreq = 0, k;
+            json_t *e;
+            json_array_foreach(errors, k, e)
+            {
+                nreq += strcmp(json_string_value(json_object_get(e, "keyword")), "required") == 0;
+            }
+            if (quiet != cases[j].valid[i] || loud != quiet || nreq != cases[j].nreq[i] ||
+                (loud == 1) != (json_array_size(errors) == 0)) {
+                print_message("schema %zu, instance %s: %d %d, %zu required errors\n", i,
+                              cases[j].inst, quiet, loud, nreq);
+            }
+            assert_int_equal(quiet, cases[j].valid[i]);
+            assert_int_equal(loud, quiet);
+            assert_int_equal(nreq, cases[j].nreq[i]);
+            assert_int_equal(loud == 1, json_array_size(errors) == 0);
+            json_decref(errors);
+            json_decref(inst);
+        }
+        em_schema_destroy(&s);
+        json_decref(schema);
+    }
+}
 
 static void *s_thr(void *arg)
 {
@@ -469,6 +529,7 @@ int main(void)
         cmocka_unit_test(test_metaschema),
         cmocka_unit_test(test_unevaluated_errors),
         cmocka_unit_test(test_recursion_limit),
+        cmocka_unit_test(test_required_with_properties),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_suite_2020_required),
         cmocka_unit_test(test_suite_7_required),
