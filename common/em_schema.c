@@ -2614,6 +2614,7 @@ typedef struct {
     json_t *errors;
     int depth;
     int internal;
+    int quick; /* no $dynamicRef in the schema: s_check may take over (see s_validate) */
 } s_ctx_t;
 
 static void s_ann_init(s_ann_t *a)
@@ -3506,9 +3507,212 @@ static int s_eval_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst, const s_pa
     return 1;
 }
 
+/* s_validate without errors, annotations or dynamic scope: the pass that decides validity
+ * (used when no error is wanted, no annotation is collected and the schema has no
+ * $dynamicRef).  The hot keywords are evaluated here; the others through s_eval_kw. */
+static int s_check(s_ctx_t *c, const s_node_t *n, const json_t *inst);
+
+static int s_check_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst)
+{
+    switch (k->op) {
+    case K_REF:
+        return s_check(c, k->a, inst);
+    case K_TYPE:
+        return json_is_real(inst) ? (k->mask & T_NUMBER) || (k->mask & s_inst_type(inst))
+                                  : (k->mask & s_inst_type(inst)) != 0;
+    case K_ENUM:
+        if (json_is_string(inst)) {
+            return s_props_find(k, json_string_value(inst), json_string_length(inst)) >= 0;
+        }
+        break;
+    case K_MAXIMUM:
+    case K_EXMAXIMUM:
+    case K_MINIMUM:
+    case K_EXMINIMUM: {
+        if (!json_is_number(inst)) {
+            return 1;
+        }
+        long double x = s_num(inst);
+        return k->op == K_MAXIMUM     ? x <= k->num
+               : k->op == K_EXMAXIMUM ? x < k->num
+               : k->op == K_MINIMUM   ? x >= k->num
+                                      : x > k->num;
+    }
+    case K_PATTERN:
+        return !json_is_string(inst) ||
+               s_re_match(k->re, json_string_value(inst), json_string_length(inst)) == 1;
+    case K_FORMAT:
+        return s_format_ok(k->fmt, inst);
+    case K_MAXITEMS:
+    case K_MINITEMS: {
+        if (!json_is_array(inst)) {
+            return 1;
+        }
+        size_t l = json_array_size(inst);
+        return k->op == K_MAXITEMS ? l <= k->n : l >= k->n;
+    }
+    case K_REQUIRED:
+        if (k->by_props || !json_is_object(inst)) {
+            return 1;
+        }
+        for (size_t i = 0; i < k->n; i++) {
+            if (!json_object_getn(inst, k->ents[i].key, k->ents[i].klen)) {
+                return 0;
+            }
+        }
+        return 1;
+    case K_ALLOF:
+        for (size_t i = 0; i < k->n; i++) {
+            if (!s_check(c, k->list[i], inst)) {
+                return 0;
+            }
+        }
+        return 1;
+    case K_ANYOF:
+    case K_ONEOF: {
+        size_t count = 0;
+        for (size_t i = 0; i < k->n; i++) {
+            count += (size_t)s_check(c, k->list[i], inst);
+            if (c->internal || (count && k->op == K_ANYOF) || count > 1) {
+                break;
+            }
+        }
+        return k->op == K_ANYOF ? count >= 1 : count == 1;
+    }
+    case K_NOT:
+        return !s_check(c, k->a, inst);
+    case K_IF: {
+        int r = s_check(c, k->a, inst);
+        if (c->internal) {
+            return 0;
+        }
+        if (r && k->b) {
+            return s_check(c, k->b, inst);
+        }
+        if (!r && k->c) {
+            return s_check(c, k->c, inst);
+        }
+        return 1;
+    }
+    case K_PROPS: {
+        if (!json_is_object(inst)) {
+            return 1;
+        }
+        size_t size = json_object_size(inst);
+        if (!k->n2 && !k->a && size > k->n) {
+            /* only "properties", and fewer of them than the instance has members */
+            for (size_t i = 0; i < k->n; i++) {
+                json_t *v = json_object_getn(inst, k->ents[i].key, k->ents[i].klen);
+                if (!v) {
+                    if (k->ents[i].required) {
+                        return 0;
+                    }
+                } else if (!s_check(c, k->ents[i].node, v)) {
+                    return 0;
+                }
+            }
+            return 1;
+        }
+        if (size < k->nreq) {
+            return 0;
+        }
+        size_t seen = 0;
+        for (void *it = json_object_iter((json_t *)inst); it;
+             it = json_object_iter_next((json_t *)inst, it)) {
+            const char *key = json_object_iter_key(it);
+            size_t klen = json_object_iter_key_len(it);
+            json_t *v = json_object_iter_value(it);
+            long e = s_props_find(k, key, klen);
+            int matched = e >= 0;
+            if (matched) {
+                seen += (size_t)k->ents[e].required;
+                if (!s_check(c, k->ents[e].node, v)) {
+                    return 0;
+                }
+            }
+            for (size_t p = 0; p < k->n2; p++) {
+                int m = s_re_match(k->pents[p].re, key, klen);
+                if (m == 1) {
+                    matched = 1;
+                    if (!s_check(c, k->pents[p].node, v)) {
+                        return 0;
+                    }
+                }
+            }
+            if (!matched && k->a && !s_check(c, k->a, v)) {
+                return 0;
+            }
+        }
+        return seen == k->nreq;
+    }
+    case K_ITEMS: {
+        if (!json_is_array(inst)) {
+            return 1;
+        }
+        size_t n = json_array_size(inst);
+        size_t np = k->n < n ? k->n : n;
+        for (size_t i = 0; i < np; i++) {
+            if (!s_check(c, k->list[i], json_array_get(inst, i))) {
+                return 0;
+            }
+        }
+        if (k->a) {
+            for (size_t i = np; i < n; i++) {
+                if (!s_check(c, k->a, json_array_get(inst, i))) {
+                    return 0;
+                }
+            }
+        }
+        return 1;
+    }
+    default:
+        break;
+    }
+    return s_eval_kw(c, k, inst, NULL, NULL, NULL, NULL);
+}
+
+static int s_check(s_ctx_t *c, const s_node_t *n, const json_t *inst)
+{
+    int hops = 0;
+    while (n->fwd) {
+        n = n->fwd;
+        if (c->depth + ++hops >= S_MAX_DEPTH) {
+            c->internal = 1;
+            return 0;
+        }
+    }
+    if (n->boolean >= 0) {
+        return n->boolean;
+    }
+    if (n->uneval) {
+        /* its own annotations are needed */
+        c->depth += hops;
+        int r = s_validate(c, n, inst, NULL, NULL, NULL, NULL);
+        c->depth -= hops;
+        return r;
+    }
+    if (c->depth + hops >= S_MAX_DEPTH) {
+        c->internal = 1;
+        return 0;
+    }
+    c->depth += hops + 1;
+    int ok = 1;
+    for (size_t i = 0; i < n->nkw; i++) {
+        if (!s_check_kw(c, &n->kws[i], inst) || c->internal) {
+            ok = 0;
+            break;
+        }
+    }
+    c->depth -= hops + 1;
+    return ok && !c->internal;
+}
+
 static int s_validate(s_ctx_t *c, const s_node_t *n, const json_t *inst, const s_path_t *ip,
                       const s_path_t *sp, const s_scope_t *sc, s_ann_t *ann)
 {
+    if (!c->errors && !ann && c->quick && !n->uneval) {
+        return s_check(c, n, inst);
+    }
     int hops = 0;
     if (!c->errors) {
         /* each "$ref" passed counts as the level it would have taken */
@@ -3574,7 +3778,7 @@ int em_schema_validate(const em_schema_t *schema, const json_t *instance, json_t
     /* A first pass reports nothing and stops at the first failure; only an instance that
      * fails it is evaluated again to build its errors (a valid instance takes the same path
      * through the schema either way). */
-    s_ctx_t q = { .errors = NULL };
+    s_ctx_t q = { .errors = NULL, .quick = !schema->has_dynref };
     int r = s_validate(&q, schema->root, instance, NULL, NULL, NULL, NULL);
     if (r == 1 && !q.internal) {
         return 1;
