@@ -14,6 +14,9 @@
 #include <string.h>
 
 #include "em_json.h"
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
 #include "em_schema.h"
 
 /* Floors: the pass counts reached; a regression makes the test fail.
@@ -485,6 +488,64 @@ static void test_required_with_properties(void **state)
     }
 }
 
+/* "pattern" answers as PCRE2 (UTF, $ only at the end) does for patterns that need no
+ * translation from ECMA-262 (anchored or not, groups, classes, quantifiers, backtracking):
+ * every pattern against every string. */
+static void test_pattern_same_as_pcre2(void **state)
+{
+    (void)state;
+    static const char *const patterns[] = {
+        "^[a-z0-9][a-z0-9-]{0,63}$",
+        "^PK-(BA|SD|PB|KP|GB|JK|IS)/(RL|EL|MDRL|ML|SSPL|SSML|QL)-[0-9A-Za-z/-]{1,32}$",
+        "^[A-Z]{2}$", "^\\d{4}-\\d{2}$", "^(a|ab)+c$", "^(a|ab|)*$", "^(?:x|y){2,3}z?$",
+        "^a*a*a*a*a*a*a*a*a*a*a*a*b$", "^[\\-\\]\\\\.]+$", "^[a-]+$", "^$", "^a?$", "^\\.\\*\\$$",
+        "^(ab){2}$", "^[0-9]{3,}$", "^x{0}y$", "^(a|b)(c|d)?e+$", "^(|a)b$",
+        "a+", "^a", "b$", "^[^a]$", "^.$", "^a+?$", "^\\w+$", "^(a(b))$", "^a|b$", "^\\s$",
+        "^[[:alpha:]]$", "^\\p{L}+$", "^caf\xc3\xa9$", "^a{2,1}$",
+    };
+    static const char *const strings[] = {
+        "", "a", "b", "ab", "abc", "aabc", "abab", "xxz", "xyx", "xyxy", "duddar", "-duddar",
+        "PK-BA/ML-EXAMPLE", "PK-BA/ML-", "PK-XX/ML-1", "PK-SD/SSML-a/b-c", "PK", "pk", "PKR",
+        "2017-09", "2017-9", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaab", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "-]\\.", "a-a", ".*$", "123", "12", "y", "ace", "bdeee", "ade", "caf\xc3\xa9", "\xc3\xa9",
+        "a\n", "\n", "ab\nab", "x", "yy",
+    };
+    size_t checked = 0;
+    for (size_t i = 0; i < sizeof patterns / sizeof *patterns; i++) {
+        int errcode;
+        PCRE2_SIZE erroff;
+        pcre2_code *code = pcre2_compile((PCRE2_SPTR)patterns[i], PCRE2_ZERO_TERMINATED,
+                                         PCRE2_UTF | PCRE2_DOLLAR_ENDONLY, &errcode, &erroff, NULL);
+        json_t *schema = json_pack("{s:s}", "pattern", patterns[i]);
+        em_schema_t *s = em_schema_compile(schema, NULL, NULL, NULL);
+        assert_true((code != NULL) == (s != NULL));
+        if (!code) {
+            json_decref(schema);
+            continue;
+        }
+        pcre2_match_data *md = pcre2_match_data_create_from_pattern(code, NULL);
+        for (size_t j = 0; j < sizeof strings / sizeof *strings; j++) {
+            int want = pcre2_match(code, (PCRE2_SPTR)strings[j], strlen(strings[j]), 0, 0, md,
+                                   NULL) >= 0;
+            json_t *inst = json_string(strings[j]);
+            int got = em_schema_validate(s, inst, NULL);
+            if (got != want) {
+                print_message("pattern %s on \"%s\": %d, PCRE2 %d\n", patterns[i], strings[j],
+                              got, want);
+            }
+            assert_int_equal(got, want);
+            json_decref(inst);
+            checked++;
+        }
+        pcre2_match_data_free(md);
+        pcre2_code_free(code);
+        em_schema_destroy(&s);
+        json_decref(schema);
+    }
+    print_message("patterns vs PCRE2: %zu checks\n", checked);
+    assert_true(checked > 1000);
+}
+
 static void *s_thr(void *arg)
 {
     s_thr_t *t = arg;
@@ -530,6 +591,7 @@ int main(void)
         cmocka_unit_test(test_unevaluated_errors),
         cmocka_unit_test(test_recursion_limit),
         cmocka_unit_test(test_required_with_properties),
+        cmocka_unit_test(test_pattern_same_as_pcre2),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_suite_2020_required),
         cmocka_unit_test(test_suite_7_required),
