@@ -856,6 +856,8 @@ typedef struct {
     const char *name; /* keyword as written (for schemaPath) */
     json_t *val;      /* the keyword's value (borrowed from the schema) */
     long double num;
+    double dnum;   /* num as a double, when exact (num_exact) */
+    int num_exact;
     size_t n;
     size_t n2;
     unsigned mask;
@@ -940,7 +942,19 @@ struct s_node {
     /* The schema is only a "$ref" (and no $dynamicRef is compiled anywhere): without errors
      * to report, validating it is validating the target. */
     const struct s_node *fwd;
+    /* where the chain of forwards ends (NULL: a cycle) and how many it passes */
+    const struct s_node *fwd_end;
+    int fwd_hops;
+    /* only keywords on one value (type, enum, bounds, lengths, pattern, format): checked
+     * in one go by s_scalar_ok when no error is reported */
+    const struct s_scalar *scalar;
 };
+
+typedef struct s_scalar {
+    const s_kw_t *type, *enm, *pattern, *format;
+    const s_kw_t *bounds[4], *lengths[2];
+    int nbounds, nlengths;
+} s_scalar_t;
 
 typedef struct s_alloc {
     struct s_alloc *next;
@@ -1523,6 +1537,8 @@ static int s_compile_kws(em_schema_t *s, s_node_t *node, json_t *j, const s_info
                 S_NEED(k = s_kw_push(&kv, nums[i].op, nums[i].n));
                 k->val = v;
                 k->num = s_num(v);
+                k->dnum = (double)k->num;
+                k->num_exact = (long double)k->dnum == k->num;
             }
         }
         static const struct {
@@ -1839,6 +1855,48 @@ static void s_re_free_all(em_schema_t *s)
 
 static unsigned long s_seq;
 
+/* Sets n->scalar when every keyword of n is one s_scalar_ok checks.  Returns 0 or -1. */
+static int s_scalar_build(em_schema_t *s, s_node_t *n)
+{
+    s_scalar_t sc = { 0 };
+    for (size_t i = 0; i < n->nkw; i++) {
+        const s_kw_t *k = &n->kws[i];
+        switch (k->op) {
+        case K_TYPE:
+            sc.type = k;
+            break;
+        case K_ENUM:
+            sc.enm = k;
+            break;
+        case K_PATTERN:
+            sc.pattern = k;
+            break;
+        case K_FORMAT:
+            sc.format = k;
+            break;
+        case K_MAXIMUM:
+        case K_EXMAXIMUM:
+        case K_MINIMUM:
+        case K_EXMINIMUM:
+            sc.bounds[sc.nbounds++] = k;
+            break;
+        case K_MAXLENGTH:
+        case K_MINLENGTH:
+            sc.lengths[sc.nlengths++] = k;
+            break;
+        default:
+            return 0;
+        }
+    }
+    s_scalar_t *p = s_alloc(s, sizeof(*p));
+    if (!p) {
+        return -1;
+    }
+    *p = sc;
+    n->scalar = p;
+    return 0;
+}
+
 em_schema_t *em_schema_compile(const json_t *schema, const em_schema_store_t *store,
                                const em_schema_opts_t *opts, char **err)
 {
@@ -1895,6 +1953,34 @@ em_schema_t *em_schema_compile(const json_t *schema, const em_schema_store_t *st
             n->res = NULL;
             if (n->nkw == 1 && n->kws[0].op == K_REF && !n->uneval) {
                 n->fwd = n->kws[0].a;
+            }
+        }
+        for (size_t i = 0; i < s->nodes.cap; i++) {
+            s_node_t *n = s->nodes.vals[i];
+            if (s->nodes.keys[i] && n && !n->fwd && !n->uneval && n->nkw &&
+                s_scalar_build(s, n) < 0) {
+                s_set_err(s, "out of memory");
+                char *e = strdup(s->err);
+                if (err) {
+                    *err = e;
+                } else {
+                    free(e);
+                }
+                em_schema_destroy(&s);
+                return NULL;
+            }
+            if (!s->nodes.keys[i] || !n || !n->fwd) {
+                continue;
+            }
+            const s_node_t *t = n;
+            int hops = 0;
+            while (t->fwd && hops < 64) {
+                t = t->fwd;
+                hops++;
+            }
+            if (!t->fwd) {
+                n->fwd_end = t;
+                n->fwd_hops = hops;
             }
         }
     }
@@ -3512,14 +3598,101 @@ static int s_eval_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst, const s_pa
  * $dynamicRef).  The hot keywords are evaluated here; the others through s_eval_kw. */
 static int s_check(s_ctx_t *c, const s_node_t *n, const json_t *inst);
 
+/* s_inst_type of each Jansson type but reals (whose T_INT depends on the value) */
+static const unsigned s_type_bits[] = {
+    [JSON_OBJECT] = T_OBJECT,          [JSON_ARRAY] = T_ARRAY, [JSON_STRING] = T_STRING,
+    [JSON_INTEGER] = T_INT | T_NUMBER, [JSON_REAL] = 0,        [JSON_TRUE] = T_BOOL,
+    [JSON_FALSE] = T_BOOL,             [JSON_NULL] = T_NULL,
+};
+
+/* x compared with the bound of k (maximum, exclusiveMaximum, minimum, exclusiveMinimum) */
+static inline int s_bound_ok(const s_kw_t *k, const json_t *inst)
+{
+    if (k->num_exact && (json_is_real(inst) || (json_integer_value(inst) <= (1LL << 53) &&
+                                                 json_integer_value(inst) >= -(1LL << 53)))) {
+        /* both exact as doubles: the same comparison as in long double */
+        double x = json_is_real(inst) ? json_real_value(inst) : (double)json_integer_value(inst);
+        return k->op == K_MAXIMUM     ? x <= k->dnum
+               : k->op == K_EXMAXIMUM ? x < k->dnum
+               : k->op == K_MINIMUM   ? x >= k->dnum
+                                      : x > k->dnum;
+    }
+    long double x = s_num(inst);
+    return k->op == K_MAXIMUM     ? x <= k->num
+           : k->op == K_EXMAXIMUM ? x < k->num
+           : k->op == K_MINIMUM   ? x >= k->num
+                                  : x > k->num;
+}
+
+static int s_check_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst);
+
+/* The keywords of a scalar node (see s_scalar_build), none of which reaches another schema. */
+static int s_scalar_ok(s_ctx_t *c, const s_scalar_t *sc, const json_t *inst)
+{
+    json_type t = json_typeof(inst);
+    if (sc->type) {
+        unsigned mask = sc->type->mask;
+        if (t != JSON_REAL ? !(mask & s_type_bits[t])
+                           : !(mask & T_NUMBER) && !(mask & s_inst_type(inst))) {
+            return 0;
+        }
+    }
+    if (t == JSON_STRING) {
+        const char *str = json_string_value(inst);
+        size_t len = json_string_length(inst);
+        for (int i = 0; i < sc->nlengths; i++) {
+            const s_kw_t *k = sc->lengths[i];
+            if (k->op == K_MAXLENGTH ? len > k->n : (len + 3) / 4 < k->n) {
+                size_t l = s_cp_len(str, len);
+                if (k->op == K_MAXLENGTH ? l > k->n : l < k->n) {
+                    return 0;
+                }
+            }
+        }
+        if (sc->enm && s_props_find(sc->enm, str, len) < 0) {
+            return 0;
+        }
+        if (sc->pattern && s_re_match(sc->pattern->re, str, len) != 1) {
+            return 0;
+        }
+        return !sc->format || s_format_ok(sc->format->fmt, inst);
+    }
+    if (t == JSON_INTEGER || t == JSON_REAL) {
+        for (int i = 0; i < sc->nbounds; i++) {
+            if (!s_bound_ok(sc->bounds[i], inst)) {
+                return 0;
+            }
+        }
+    }
+    return !sc->enm || s_check_kw(c, sc->enm, inst);
+}
+
 static int s_check_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst)
 {
     switch (k->op) {
     case K_REF:
         return s_check(c, k->a, inst);
-    case K_TYPE:
-        return json_is_real(inst) ? (k->mask & T_NUMBER) || (k->mask & s_inst_type(inst))
-                                  : (k->mask & s_inst_type(inst)) != 0;
+    case K_TYPE: {
+        json_type t = json_typeof(inst);
+        if (t != JSON_REAL) {
+            return (k->mask & s_type_bits[t]) != 0;
+        }
+        return (k->mask & T_NUMBER) || (k->mask & s_inst_type(inst));
+    }
+    case K_CONST:
+        return s_equal(k->val, inst);
+    case K_MAXLENGTH:
+    case K_MINLENGTH: {
+        if (!json_is_string(inst)) {
+            return 1;
+        }
+        size_t b = json_string_length(inst);
+        if (k->op == K_MAXLENGTH ? b <= k->n : (b + 3) / 4 >= k->n) {
+            return 1;
+        }
+        size_t l = s_cp_len(json_string_value(inst), b);
+        return k->op == K_MAXLENGTH ? l <= k->n : l >= k->n;
+    }
     case K_ENUM:
         if (json_is_string(inst)) {
             return s_props_find(k, json_string_value(inst), json_string_length(inst)) >= 0;
@@ -3528,16 +3701,8 @@ static int s_check_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst)
     case K_MAXIMUM:
     case K_EXMAXIMUM:
     case K_MINIMUM:
-    case K_EXMINIMUM: {
-        if (!json_is_number(inst)) {
-            return 1;
-        }
-        long double x = s_num(inst);
-        return k->op == K_MAXIMUM     ? x <= k->num
-               : k->op == K_EXMAXIMUM ? x < k->num
-               : k->op == K_MINIMUM   ? x >= k->num
-                                      : x > k->num;
-    }
+    case K_EXMINIMUM:
+        return !json_is_number(inst) || s_bound_ok(k, inst);
     case K_PATTERN:
         return !json_is_string(inst) ||
                s_re_match(k->re, json_string_value(inst), json_string_length(inst)) == 1;
@@ -3674,6 +3839,14 @@ static int s_check_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst)
 static int s_check(s_ctx_t *c, const s_node_t *n, const json_t *inst)
 {
     int hops = 0;
+    if (n->fwd_end) {
+        hops = n->fwd_hops;
+        n = n->fwd_end;
+        if (c->depth + hops >= S_MAX_DEPTH) {
+            c->internal = 1;
+            return 0;
+        }
+    }
     while (n->fwd) {
         n = n->fwd;
         if (c->depth + ++hops >= S_MAX_DEPTH) {
@@ -3683,6 +3856,13 @@ static int s_check(s_ctx_t *c, const s_node_t *n, const json_t *inst)
     }
     if (n->boolean >= 0) {
         return n->boolean;
+    }
+    if (n->scalar) {
+        if (c->depth + hops >= S_MAX_DEPTH) {
+            c->internal = 1;
+            return 0;
+        }
+        return s_scalar_ok(c, n->scalar, inst);
     }
     if (n->uneval) {
         /* its own annotations are needed */
