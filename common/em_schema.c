@@ -948,12 +948,18 @@ struct s_node {
     /* only keywords on one value (type, enum, bounds, lengths, pattern, format): checked
      * in one go by s_scalar_ok when no error is reported */
     const struct s_scalar *scalar;
+    /* the scalar node this one is or forwards to, and the forwards passed on the way */
+    const struct s_scalar *qs;
+    int qs_hops;
 };
 
 typedef struct s_scalar {
     const s_kw_t *type, *enm, *pattern, *format;
     const s_kw_t *bounds[4], *lengths[2];
     int nbounds, nlengths;
+    /* all bounds are exact doubles: lo < x < hi (lo_ex, hi_ex) or lo <= x <= hi */
+    int dbounds, lo_ex, hi_ex;
+    double lo, hi;
 } s_scalar_t;
 
 typedef struct s_alloc {
@@ -1888,6 +1894,23 @@ static int s_scalar_build(em_schema_t *s, s_node_t *n)
             return 0;
         }
     }
+    sc.dbounds = 1;
+    sc.lo = -INFINITY;
+    sc.hi = INFINITY;
+    for (int i = 0; i < sc.nbounds; i++) {
+        const s_kw_t *k = sc.bounds[i];
+        int lower = k->op == K_MINIMUM || k->op == K_EXMINIMUM;
+        int ex = k->op == K_EXMINIMUM || k->op == K_EXMAXIMUM;
+        if (!k->num_exact) {
+            sc.dbounds = 0;
+        } else if (lower && (k->dnum > sc.lo || (k->dnum == sc.lo && ex))) {
+            sc.lo = k->dnum;
+            sc.lo_ex = ex;
+        } else if (!lower && (k->dnum < sc.hi || (k->dnum == sc.hi && ex))) {
+            sc.hi = k->dnum;
+            sc.hi_ex = ex;
+        }
+    }
     s_scalar_t *p = s_alloc(s, sizeof(*p));
     if (!p) {
         return -1;
@@ -1981,6 +2004,18 @@ em_schema_t *em_schema_compile(const json_t *schema, const em_schema_store_t *st
             if (!t->fwd) {
                 n->fwd_end = t;
                 n->fwd_hops = hops;
+            }
+        }
+        for (size_t i = 0; i < s->nodes.cap; i++) {
+            s_node_t *n = s->nodes.vals[i];
+            if (!s->nodes.keys[i] || !n) {
+                continue;
+            }
+            if (n->scalar) {
+                n->qs = n->scalar;
+            } else if (n->fwd_end && n->fwd_end->scalar) {
+                n->qs = n->fwd_end->scalar;
+                n->qs_hops = n->fwd_hops;
             }
         }
     }
@@ -3658,6 +3693,30 @@ static int s_scalar_ok(s_ctx_t *c, const s_scalar_t *sc, const json_t *inst)
         return !sc->format || s_format_ok(sc->format->fmt, inst);
     }
     if (t == JSON_INTEGER || t == JSON_REAL) {
+        if (!sc->nbounds) {
+            return !sc->enm || s_check_kw(c, sc->enm, inst);
+        }
+        if (sc->dbounds) {
+            double x;
+            if (t == JSON_REAL) {
+                x = json_real_value(inst);
+            } else {
+                json_int_t v = json_integer_value(inst);
+                if (v > (1LL << 53) || v < -(1LL << 53)) {
+                    goto each;
+                }
+                x = (double)v;
+            }
+            /* both sides exact doubles: as the long double comparisons of s_eval_kw */
+            if (sc->lo_ex ? !(x > sc->lo) : !(x >= sc->lo)) {
+                return 0;
+            }
+            if (sc->hi_ex ? !(x < sc->hi) : !(x <= sc->hi)) {
+                return 0;
+            }
+            return !sc->enm || s_check_kw(c, sc->enm, inst);
+        }
+    each:
         for (int i = 0; i < sc->nbounds; i++) {
             if (!s_bound_ok(sc->bounds[i], inst)) {
                 return 0;
@@ -3667,11 +3726,20 @@ static int s_scalar_ok(s_ctx_t *c, const s_scalar_t *sc, const json_t *inst)
     return !sc->enm || s_check_kw(c, sc->enm, inst);
 }
 
+/* s_check of a subschema, a scalar one without the call (the same depth limit). */
+static inline int s_check_sub(s_ctx_t *c, const s_node_t *n, const json_t *inst)
+{
+    if (n->qs && c->depth + n->qs_hops < S_MAX_DEPTH) {
+        return s_scalar_ok(c, n->qs, inst);
+    }
+    return s_check(c, n, inst);
+}
+
 static int s_check_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst)
 {
     switch (k->op) {
     case K_REF:
-        return s_check(c, k->a, inst);
+        return s_check_sub(c, k->a, inst);
     case K_TYPE: {
         json_type t = json_typeof(inst);
         if (t != JSON_REAL) {
@@ -3772,7 +3840,7 @@ static int s_check_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst)
                     if (k->ents[i].required) {
                         return 0;
                     }
-                } else if (!s_check(c, k->ents[i].node, v)) {
+                } else if (!s_check_sub(c, k->ents[i].node, v)) {
                     return 0;
                 }
             }
@@ -3791,7 +3859,7 @@ static int s_check_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst)
             int matched = e >= 0;
             if (matched) {
                 seen += (size_t)k->ents[e].required;
-                if (!s_check(c, k->ents[e].node, v)) {
+                if (!s_check_sub(c, k->ents[e].node, v)) {
                     return 0;
                 }
             }
@@ -3799,7 +3867,7 @@ static int s_check_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst)
                 int m = s_re_match(k->pents[p].re, key, klen);
                 if (m == 1) {
                     matched = 1;
-                    if (!s_check(c, k->pents[p].node, v)) {
+                    if (!s_check_sub(c, k->pents[p].node, v)) {
                         return 0;
                     }
                 }
@@ -3817,13 +3885,13 @@ static int s_check_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst)
         size_t n = json_array_size(inst);
         size_t np = k->n < n ? k->n : n;
         for (size_t i = 0; i < np; i++) {
-            if (!s_check(c, k->list[i], json_array_get(inst, i))) {
+            if (!s_check_sub(c, k->list[i], json_array_get(inst, i))) {
                 return 0;
             }
         }
         if (k->a) {
             for (size_t i = np; i < n; i++) {
-                if (!s_check(c, k->a, json_array_get(inst, i))) {
+                if (!s_check_sub(c, k->a, json_array_get(inst, i))) {
                     return 0;
                 }
             }

@@ -546,6 +546,58 @@ static void test_pattern_same_as_pcre2(void **state)
     assert_true(checked > 1000);
 }
 
+/* Numeric bounds, alone and combined, near 2^53 and beyond: the same verdict with and
+ * without an error list. */
+static void test_bounds(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *schema, *inst;
+        int valid;
+    } cases[] = {
+        { "{\"minimum\":0,\"exclusiveMinimum\":0}", "0", 0 },
+        { "{\"exclusiveMinimum\":0,\"minimum\":0}", "0", 0 },
+        { "{\"minimum\":0,\"exclusiveMinimum\":0}", "0.5", 1 },
+        { "{\"minimum\":5,\"exclusiveMinimum\":3}", "4", 0 },
+        { "{\"minimum\":5,\"exclusiveMinimum\":3}", "5", 1 },
+        { "{\"maximum\":3,\"exclusiveMaximum\":3}", "3", 0 },
+        { "{\"maximum\":3,\"exclusiveMaximum\":3}", "2.999", 1 },
+        { "{\"type\":\"number\",\"minimum\":0.1}", "0.1", 1 },
+        { "{\"type\":\"number\",\"minimum\":0.1}", "0.09999999999999999", 0 },
+        { "{\"maximum\":9007199254740993}", "9007199254740993", 1 },
+        { "{\"maximum\":9007199254740993}", "9007199254740994", 0 },
+        { "{\"maximum\":9007199254740992}", "9007199254740993", 0 },
+        { "{\"minimum\":-9007199254740993}", "-9007199254740994", 0 },
+        { "{\"minimum\":-9007199254740993}", "-9007199254740993", 1 },
+        { "{\"maximum\":9007199254740992.0}", "9007199254740993", 0 },
+        { "{\"exclusiveMaximum\":1e308}", "9223372036854775807", 1 },
+        { "{\"type\":\"integer\",\"minimum\":-180,\"maximum\":180}", "180.0", 1 },
+        { "{\"type\":\"integer\",\"minimum\":-180,\"maximum\":180}", "180.5", 0 },
+        { "{\"minimum\":1,\"maximum\":2}", "\"x\"", 1 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        json_t *schema = json_loads(cases[i].schema, 0, NULL);
+        json_t *inst = json_loads(cases[i].inst, JSON_DECODE_ANY, NULL);
+        assert_non_null(schema);
+        assert_non_null(inst);
+        em_schema_t *s = em_schema_compile(schema, NULL, NULL, NULL);
+        assert_non_null(s);
+        json_t *errors = em_errors_new();
+        int quiet = em_schema_validate(s, inst, NULL);
+        int loud = em_schema_validate(s, inst, errors);
+        if (quiet != cases[i].valid || loud != quiet) {
+            print_message("%s on %s: %d %d\n", cases[i].schema, cases[i].inst, quiet, loud);
+        }
+        assert_int_equal(quiet, cases[i].valid);
+        assert_int_equal(loud, quiet);
+        assert_int_equal(json_array_size(errors) == 0, quiet == 1);
+        json_decref(errors);
+        json_decref(inst);
+        em_schema_destroy(&s);
+        json_decref(schema);
+    }
+}
+
 static void *s_thr(void *arg)
 {
     s_thr_t *t = arg;
@@ -592,6 +644,7 @@ int main(void)
         cmocka_unit_test(test_recursion_limit),
         cmocka_unit_test(test_required_with_properties),
         cmocka_unit_test(test_pattern_same_as_pcre2),
+        cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_suite_2020_required),
         cmocka_unit_test(test_suite_7_required),
