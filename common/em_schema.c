@@ -4027,7 +4027,9 @@ int em_schema_validate(const em_schema_t *schema, const json_t *instance, json_t
      * fails it is evaluated again to build its errors (a valid instance takes the same path
      * through the schema either way). */
     s_ctx_t q = { .errors = NULL, .quick = !schema->has_dynref };
-    int r = s_validate(&q, schema->root, instance, NULL, NULL, NULL, NULL);
+    int r = q.quick && !schema->root->uneval
+                ? s_check(&q, schema->root, instance)
+                : s_validate(&q, schema->root, instance, NULL, NULL, NULL, NULL);
     if (r == 1 && !q.internal) {
         return 1;
     }
