@@ -835,10 +835,19 @@ enum {
 typedef struct s_node s_node_t;
 typedef struct s_resource s_resource_t;
 
+/* A pattern matched by a DFA over bytes (see s_dfa_compile). */
+typedef struct {
+    uint8_t cls[256];  /* byte -> class */
+    int ncls;
+    uint16_t *next;    /* [state * ncls + class] -> state, S_DFA_DEAD for no match */
+    uint8_t *accept;   /* [state] */
+} s_dfa_t;
+
 typedef struct {
     pcre2_code *code;
     const char *src;
-    int jit; /* JIT-compiled: pcre2_jit_match applies */
+    int jit;      /* JIT-compiled: pcre2_jit_match applies */
+    s_dfa_t *dfa; /* a simple pattern: matched by the DFA instead */
 } s_re_t;
 
 typedef struct {
@@ -1147,6 +1156,512 @@ static int s_use_jit(void)
                      strstr(pre, "vgpreload_drd")));
 }
 
+/* ---- simple patterns as DFAs ----
+ * A pattern "^...$" made of ASCII literals, classes of ASCII characters and ranges (not
+ * negated), \d, and groups of literal alternatives, each atom with ?, *, +, {n}, {n,} or {n,m},
+ * is compiled into a DFA over bytes: a match is one table step per byte.  It answers as PCRE2
+ * does for such a pattern: an ASCII atom never matches a byte of a multi-byte character, and
+ * $ (PCRE2_DOLLAR_ENDONLY) is only the end.  Anything else, or a DFA past S_DFA_MAX_STATES
+ * states, stays with PCRE2. */
+
+#define S_DFA_DEAD 0xFFFF
+#define S_DFA_MAX_STATES 512
+#define S_NFA_MAX 1024
+#define S_RX_MAX_ATOMS 64
+
+typedef struct {
+    int group;
+    uint64_t set[2];   /* !group: the bytes it matches (bit b of set[b >> 6]) */
+    char lits[256];    /* group: the alternatives, NUL-separated */
+    size_t nlits;      /* bytes used in lits */
+    size_t min, max;   /* max SIZE_MAX: unbounded */
+} s_rx_atom_t;
+
+static void s_rx_set_add(uint64_t set[2], unsigned lo, unsigned hi)
+{
+    for (unsigned b = lo; b <= hi; b++) {
+        set[b >> 6] |= (uint64_t)1 << (b & 63);
+    }
+}
+
+/* A literal outside a class at *p: its byte in *c, p advanced.  Returns 0, or -1. */
+static int s_rx_literal(const char **p, unsigned char *c)
+{
+    const unsigned char *q = (const unsigned char *)*p;
+    if (*q == '\\') {
+        if (q[1] && strchr("\\^$.|?*+()[]{}/-", q[1])) {
+            *c = q[1];
+            *p += 2;
+            return 0;
+        }
+        return -1;
+    }
+    if (*q < 0x20 || *q >= 0x7F || strchr("^$.|?*+()[]{}", *q)) {
+        return -1;
+    }
+    *c = *q;
+    *p += 1;
+    return 0;
+}
+
+/* One class member at *q (a plain ASCII character or an escaped one).  Returns the byte or -1. */
+static int s_rx_class_char(const char **q)
+{
+    const unsigned char *r = (const unsigned char *)*q;
+    if (*r == '\\') {
+        if (r[1] && strchr("\\]-[^./", r[1])) {
+            *q += 2;
+            return r[1];
+        }
+        return -1;
+    }
+    if (*r < 0x20 || *r >= 0x7F || *r == '[' || *r == ']') {
+        return -1;
+    }
+    *q += 1;
+    return *r;
+}
+
+/* "[...]" at *p.  Returns 0 or -1. */
+static int s_rx_class(const char **p, uint64_t set[2])
+{
+    const char *q = *p + 1;
+    if (*q == '^' || *q == ']') {
+        return -1;
+    }
+    while (*q != ']') {
+        if (q[0] == '\\' && q[1] == 'd') {
+            s_rx_set_add(set, '0', '9');
+            q += 2;
+            continue;
+        }
+        int lo = s_rx_class_char(&q);
+        if (lo < 0) {
+            return -1;
+        }
+        if (q[0] == '-' && q[1] != ']') {
+            q++;
+            if (q[0] == '\\' && q[1] == 'd') {
+                return -1;
+            }
+            int hi = s_rx_class_char(&q);
+            if (hi < lo) {
+                return -1;
+            }
+            s_rx_set_add(set, (unsigned)lo, (unsigned)hi);
+        } else {
+            s_rx_set_add(set, (unsigned)lo, (unsigned)lo);
+        }
+    }
+    *p = q + 1;
+    return 0;
+}
+
+/* ?, *, +, {n}, {n,}, {n,m} at *p (none: exactly once).  Returns 0 or -1. */
+static int s_rx_quant(const char **p, size_t *min, size_t *max)
+{
+    const char *q = *p;
+    *min = *max = 1;
+    if (*q == '?') {
+        *min = 0;
+        q++;
+    } else if (*q == '*') {
+        *min = 0;
+        *max = SIZE_MAX;
+        q++;
+    } else if (*q == '+') {
+        *max = SIZE_MAX;
+        q++;
+    } else if (*q == '{') {
+        char *e;
+        q++;
+        if (*q < '0' || *q > '9') {
+            return -1;
+        }
+        unsigned long n = strtoul(q, &e, 10), m = n;
+        q = e;
+        int unbounded = 0;
+        if (*q == ',') {
+            q++;
+            if (*q == '}') {
+                unbounded = 1;
+            } else {
+                if (*q < '0' || *q > '9') {
+                    return -1;
+                }
+                m = strtoul(q, &e, 10);
+                q = e;
+            }
+        }
+        if (*q != '}' || n > 256 || (!unbounded && (m > 256 || m < n))) {
+            return -1;
+        }
+        q++;
+        *min = n;
+        *max = unbounded ? SIZE_MAX : m;
+    } else {
+        return 0;
+    }
+    if (*q == '?' || *q == '+' || *q == '*' || *q == '{') {
+        return -1; /* lazy, possessive or repeated quantifiers stay with PCRE2 */
+    }
+    *p = q;
+    return 0;
+}
+
+/* The atoms of src; -1 when src is not a simple pattern. */
+static int s_rx_parse(const char *src, s_rx_atom_t *atoms, size_t *n)
+{
+    const char *p = src;
+    *n = 0;
+    if (*p++ != '^') {
+        return -1;
+    }
+    while (!(p[0] == '$' && p[1] == '\0')) {
+        if (!*p || *n == S_RX_MAX_ATOMS) {
+            return -1;
+        }
+        s_rx_atom_t *a = &atoms[*n];
+        memset(a, 0, sizeof(*a));
+        if (*p == '[') {
+            if (s_rx_class(&p, a->set) < 0) {
+                return -1;
+            }
+        } else if (p[0] == '\\' && p[1] == 'd') {
+            s_rx_set_add(a->set, '0', '9');
+            p += 2;
+        } else if (*p == '(') {
+            p++;
+            if (p[0] == '?' && p[1] == ':') {
+                p += 2;
+            } else if (*p == '?') {
+                return -1;
+            }
+            int empty = 0;
+            size_t start = 0;
+            a->group = 1;
+            for (;;) {
+                if (*p == '|' || *p == ')') {
+                    if (a->nlits == start) {
+                        empty = 1;
+                    } else {
+                        if (a->nlits == sizeof(a->lits)) {
+                            return -1;
+                        }
+                        a->lits[a->nlits++] = '\0';
+                        start = a->nlits;
+                    }
+                    if (*p++ == ')') {
+                        break;
+                    }
+                    continue;
+                }
+                unsigned char c;
+                if (a->nlits + 1 >= sizeof(a->lits) || s_rx_literal(&p, &c) < 0) {
+                    return -1;
+                }
+                a->lits[a->nlits++] = (char)c;
+            }
+            if (s_rx_quant(&p, &a->min, &a->max) < 0) {
+                return -1;
+            }
+            if (empty) {
+                a->min = 0; /* an empty alternative makes every round optional */
+            }
+            (*n)++;
+            continue;
+        } else {
+            unsigned char c;
+            if (s_rx_literal(&p, &c) < 0) {
+                return -1;
+            }
+            s_rx_set_add(a->set, c, c);
+        }
+        if (s_rx_quant(&p, &a->min, &a->max) < 0) {
+            return -1;
+        }
+        (*n)++;
+    }
+    return 0;
+}
+
+/* Thompson NFA: a state consumes a byte of `set` to `next`, and/or moves freely to `eps`. */
+typedef struct {
+    uint64_t set[2];
+    int next;      /* -1: no byte edge */
+    int eps[2];    /* -1: none */
+    int more;      /* index into s_nfa_t.alts of extra free moves (groups), -1: none */
+} s_nstate_t;
+
+typedef struct {
+    s_nstate_t *st;
+    int n;
+    int *extra;    /* groups: lists of free moves, each ended by -1 */
+    int nextra, capextra;
+    int failed;
+} s_nfa_t;
+
+static int s_nfa_new(s_nfa_t *f)
+{
+    if (f->failed || f->n == S_NFA_MAX) {
+        f->failed = 1;
+        return 0;
+    }
+    s_nstate_t *s = &f->st[f->n];
+    memset(s, 0, sizeof(*s));
+    s->next = s->eps[0] = s->eps[1] = s->more = -1;
+    return f->n++;
+}
+
+static void s_nfa_eps(s_nfa_t *f, int from, int to)
+{
+    if (f->failed) {
+        return;
+    }
+    s_nstate_t *s = &f->st[from];
+    if (s->eps[0] < 0) {
+        s->eps[0] = to;
+    } else if (s->eps[1] < 0) {
+        s->eps[1] = to;
+    } else {
+        f->failed = 1; /* every state made here has at most two free moves */
+    }
+}
+
+/* One copy of atom a entered from `in`; returns its exit state. */
+static int s_nfa_atom(s_nfa_t *f, const s_rx_atom_t *a, int in)
+{
+    int out = s_nfa_new(f);
+    if (f->failed) {
+        return 0;
+    }
+    if (!a->group) {
+        f->st[in].set[0] = a->set[0];
+        f->st[in].set[1] = a->set[1];
+        f->st[in].next = out;
+        return out;
+    }
+    /* a group: a free move from `in` to the first state of each alternative */
+    int nalt = 0;
+    for (size_t i = 0; i < a->nlits; i += strlen(a->lits + i) + 1) {
+        nalt++;
+    }
+    if (f->nextra + nalt + 1 > f->capextra) {
+        int cap = f->capextra ? f->capextra * 2 : 64;
+        while (cap < f->nextra + nalt + 1) {
+            cap *= 2;
+        }
+        int *e = realloc(f->extra, (size_t)cap * sizeof(*e));
+        if (!e) {
+            f->failed = 1;
+            return 0;
+        }
+        f->extra = e;
+        f->capextra = cap;
+    }
+    int base = f->nextra;
+    f->nextra += nalt + 1;
+    f->extra[base + nalt] = -1;
+    f->st[in].more = base;
+    int k = 0;
+    for (size_t i = 0; i < a->nlits; i += strlen(a->lits + i) + 1, k++) {
+        int cur = s_nfa_new(f);
+        f->extra[base + k] = cur;
+        for (const char *c = a->lits + i; *c && !f->failed; c++) {
+            int nx = s_nfa_new(f);
+            s_rx_set_add(f->st[cur].set, (unsigned char)*c, (unsigned char)*c);
+            f->st[cur].next = nx;
+            cur = nx;
+        }
+        s_nfa_eps(f, cur, out);
+    }
+    return out;
+}
+
+/* Adds NFA state q and what it reaches by free moves to the set `in` (bits). */
+static void s_nfa_close(const s_nfa_t *f, uint64_t *in, int q)
+{
+    int stack[S_NFA_MAX];
+    int top = 0;
+    if (in[q >> 6] >> (q & 63) & 1) {
+        return;
+    }
+    in[q >> 6] |= (uint64_t)1 << (q & 63);
+    stack[top++] = q;
+    while (top) {
+        const s_nstate_t *s = &f->st[stack[--top]];
+        int to[2] = { s->eps[0], s->eps[1] };
+        for (int i = 0; i < 2; i++) {
+            if (to[i] >= 0 && !(in[to[i] >> 6] >> (to[i] & 63) & 1)) {
+                in[to[i] >> 6] |= (uint64_t)1 << (to[i] & 63);
+                stack[top++] = to[i];
+            }
+        }
+        for (int j = s->more; j >= 0 && f->extra[j] >= 0; j++) {
+            int t = f->extra[j];
+            if (!(in[t >> 6] >> (t & 63) & 1)) {
+                in[t >> 6] |= (uint64_t)1 << (t & 63);
+                stack[top++] = t;
+            }
+        }
+    }
+}
+
+#define S_NFA_WORDS (S_NFA_MAX / 64)
+
+/* The DFA of src, or NULL (not a simple pattern, too many states, out of memory). */
+static s_dfa_t *s_dfa_compile(em_schema_t *s, const char *src)
+{
+    s_rx_atom_t *atoms = malloc(S_RX_MAX_ATOMS * sizeof(*atoms));
+    s_nfa_t f = { 0 };
+    s_dfa_t *dfa = NULL;
+    uint64_t *sets = NULL;  /* DFA states as NFA state sets */
+    uint16_t *next = NULL;
+    uint8_t *accept = NULL;
+    size_t natoms;
+    f.st = malloc(S_NFA_MAX * sizeof(*f.st));
+    if (!atoms || !f.st || s_rx_parse(src, atoms, &natoms) < 0) {
+        goto done;
+    }
+    /* the NFA: atoms in sequence, each repeated min..max times */
+    int start = s_nfa_new(&f), cur = start;
+    for (size_t i = 0; i < natoms && !f.failed; i++) {
+        const s_rx_atom_t *a = &atoms[i];
+        for (size_t r = 0; r < a->min && !f.failed; r++) {
+            cur = s_nfa_atom(&f, a, cur);
+        }
+        if (a->max == SIZE_MAX) {
+            /* cur -> (atom -> back to loop) | exit */
+            int loop = s_nfa_new(&f), out = s_nfa_new(&f);
+            s_nfa_eps(&f, cur, loop);
+            int in = s_nfa_new(&f);
+            s_nfa_eps(&f, loop, in);
+            s_nfa_eps(&f, loop, out);
+            int back = s_nfa_atom(&f, a, in);
+            s_nfa_eps(&f, back, loop);
+            cur = out;
+        } else if (a->max > a->min) {
+            int out = s_nfa_new(&f);
+            for (size_t r = a->min; r < a->max && !f.failed; r++) {
+                int in = s_nfa_new(&f);
+                s_nfa_eps(&f, cur, in);
+                s_nfa_eps(&f, cur, out);
+                cur = s_nfa_atom(&f, a, in);
+            }
+            s_nfa_eps(&f, cur, out);
+            cur = out;
+        }
+    }
+    if (f.failed) {
+        goto done;
+    }
+    int final = cur;
+    /* byte classes: bytes that every NFA state treats alike; bytes >= 0x80 never match */
+    s_dfa_t d = { 0 };
+    int rep[256];
+    d.ncls = 1; /* class 0: the bytes no state consumes */
+    rep[0] = -1;
+    for (int b = 0; b < 256; b++) {
+        int used = 0;
+        for (int q = 0; q < f.n && !used && b < 128; q++) {
+            used = f.st[q].next >= 0 && (f.st[q].set[b >> 6] >> (b & 63) & 1);
+        }
+        if (!used) {
+            d.cls[b] = 0;
+            continue;
+        }
+        int c;
+        for (c = 1; c < d.ncls; c++) {
+            int same = 1;
+            for (int q = 0; q < f.n && same; q++) {
+                same = (f.st[q].set[b >> 6] >> (b & 63) & 1) ==
+                       (f.st[q].set[rep[c] >> 6] >> (rep[c] & 63) & 1);
+            }
+            if (same) {
+                break;
+            }
+        }
+        if (c == d.ncls) {
+            rep[d.ncls++] = b;
+        }
+        d.cls[b] = (uint8_t)c;
+    }
+    /* subset construction */
+    sets = calloc((size_t)S_DFA_MAX_STATES * S_NFA_WORDS, sizeof(*sets));
+    next = malloc((size_t)S_DFA_MAX_STATES * (size_t)d.ncls * sizeof(*next));
+    accept = calloc(S_DFA_MAX_STATES, 1);
+    if (!sets || !next || !accept) {
+        goto done;
+    }
+    int nd = 1;
+    s_nfa_close(&f, sets, start);
+    for (int i = 0; i < nd; i++) {
+        const uint64_t *si = sets + (size_t)i * S_NFA_WORDS;
+        accept[i] = (uint8_t)(si[final >> 6] >> (final & 63) & 1);
+        next[(size_t)i * (size_t)d.ncls] = S_DFA_DEAD;
+        for (int c = 1; c < d.ncls; c++) {
+            uint64_t to[S_NFA_WORDS] = { 0 };
+            int any = 0;
+            for (int q = 0; q < f.n; q++) {
+                const s_nstate_t *st = &f.st[q];
+                if ((si[q >> 6] >> (q & 63) & 1) && st->next >= 0 &&
+                    (st->set[rep[c] >> 6] >> (rep[c] & 63) & 1)) {
+                    s_nfa_close(&f, to, st->next);
+                    any = 1;
+                }
+            }
+            int t = S_DFA_DEAD;
+            if (any) {
+                for (t = 0; t < nd; t++) {
+                    if (!memcmp(sets + (size_t)t * S_NFA_WORDS, to, sizeof(to))) {
+                        break;
+                    }
+                }
+                if (t == nd) {
+                    if (nd == S_DFA_MAX_STATES) {
+                        goto done;
+                    }
+                    memcpy(sets + (size_t)nd * S_NFA_WORDS, to, sizeof(to));
+                    nd++;
+                }
+            }
+            next[(size_t)i * (size_t)d.ncls + (size_t)c] = (uint16_t)t;
+        }
+    }
+    dfa = s_alloc(s, sizeof(*dfa));
+    uint16_t *tab = s_alloc(s, (size_t)nd * (size_t)d.ncls * sizeof(*tab));
+    uint8_t *acc = s_alloc(s, (size_t)nd);
+    if (!dfa || !tab || !acc) {
+        dfa = NULL;
+        goto done;
+    }
+    memcpy(tab, next, (size_t)nd * (size_t)d.ncls * sizeof(*tab));
+    memcpy(acc, accept, (size_t)nd);
+    *dfa = d;
+    dfa->next = tab;
+    dfa->accept = acc;
+done:
+    free(atoms);
+    free(f.st);
+    free(f.extra);
+    free(sets);
+    free(next);
+    free(accept);
+    return dfa;
+}
+
+static inline int s_dfa_match(const s_dfa_t *d, const unsigned char *str, size_t len)
+{
+    unsigned st = 0;
+    for (size_t i = 0; i < len; i++) {
+        st = d->next[st * (unsigned)d->ncls + d->cls[str[i]]];
+        if (st == S_DFA_DEAD) {
+            return 0;
+        }
+    }
+    return d->accept[st];
+}
+
 static s_re_t *s_re_compile(em_schema_t *s, const char *src)
 {
     pcre2_code *code = s_pcre_compile(src);
@@ -1172,6 +1687,7 @@ static s_re_t *s_re_compile(em_schema_t *s, const char *src)
     re->code = code;
     re->jit = jit;
     re->src = s_sdup(s, src);
+    re->dfa = s_dfa_compile(s, src);
     return re;
 }
 
@@ -1193,6 +1709,9 @@ static void s_md_init(void)
 
 static int s_re_match(const s_re_t *re, const char *str, size_t len)
 {
+    if (re->dfa) {
+        return s_dfa_match(re->dfa, (const unsigned char *)str, len);
+    }
     pthread_once(&s_md_once, s_md_init);
     pcre2_match_data *tl_md = pthread_getspecific(s_md_key);
     if (!tl_md) {
