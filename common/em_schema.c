@@ -4178,7 +4178,6 @@ static inline int s_bound_ok(const s_kw_t *k, const json_t *inst)
                                   : x > k->num;
 }
 
-static int s_check_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst);
 
 /* The keywords of a scalar node (see s_scalar_build), none of which reaches another schema. */
 static int s_scalar_ok(s_ctx_t *c, const s_scalar_t *sc, const json_t *inst)
@@ -4213,7 +4212,7 @@ static int s_scalar_ok(s_ctx_t *c, const s_scalar_t *sc, const json_t *inst)
     }
     if (t == JSON_INTEGER || t == JSON_REAL) {
         if (!sc->nbounds) {
-            return !sc->enm || s_check_kw(c, sc->enm, inst);
+            return !sc->enm || s_eval_kw(c, sc->enm, inst, NULL, NULL, NULL, NULL);
         }
         if (sc->dbounds) {
             double x;
@@ -4233,7 +4232,7 @@ static int s_scalar_ok(s_ctx_t *c, const s_scalar_t *sc, const json_t *inst)
             if (sc->hi_ex ? !(x < sc->hi) : !(x <= sc->hi)) {
                 return 0;
             }
-            return !sc->enm || s_check_kw(c, sc->enm, inst);
+            return !sc->enm || s_eval_kw(c, sc->enm, inst, NULL, NULL, NULL, NULL);
         }
     each:
         for (int i = 0; i < sc->nbounds; i++) {
@@ -4242,7 +4241,7 @@ static int s_scalar_ok(s_ctx_t *c, const s_scalar_t *sc, const json_t *inst)
             }
         }
     }
-    return !sc->enm || s_check_kw(c, sc->enm, inst);
+    return !sc->enm || s_eval_kw(c, sc->enm, inst, NULL, NULL, NULL, NULL);
 }
 
 /* s_check of a subschema, a scalar one without the call (the same depth limit). */
@@ -4254,7 +4253,8 @@ static inline int s_check_sub(s_ctx_t *c, const s_node_t *n, const json_t *inst)
     return s_check(c, n, inst);
 }
 
-static int s_check_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst)
+static inline __attribute__((always_inline)) int s_check_kw(s_ctx_t *c, const s_kw_t *k,
+                                                             const json_t *inst)
 {
     switch (k->op) {
     case K_REF:
