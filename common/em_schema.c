@@ -912,6 +912,20 @@ static inline uint32_t s_khash(const char *k, size_t n)
 /* Fills k->tab from k->ents[0..k->n) (key, klen set).  Returns 0 or -1. */
 static int s_build_tab(em_schema_t *s, s_kw_t *k);
 
+/* memcmp(a, b, n) == 0, without a call for names of 8 to 16 bytes */
+static inline int s_keq(const char *a, const char *b, size_t n)
+{
+    uint64_t x1, x2, y1, y2;
+    if (n < 8 || n > 16) {
+        return !memcmp(a, b, n);
+    }
+    memcpy(&x1, a, 8);
+    memcpy(&y1, b, 8);
+    memcpy(&x2, a + n - 8, 8);
+    memcpy(&y2, b + n - 8, 8);
+    return ((x1 ^ y1) | (x2 ^ y2)) == 0;
+}
+
 /* Index of the "properties" entry named key, or -1. */
 static inline long s_props_find(const s_kw_t *k, const char *key, size_t klen)
 {
@@ -925,7 +939,7 @@ static inline long s_props_find(const s_kw_t *k, const char *key, size_t klen)
             return -1;
         }
         const s_entry_t *en = &k->ents[e - 1];
-        if (en->hash == h && en->klen == klen && !memcmp(en->key, key, klen)) {
+        if (en->hash == h && en->klen == klen && s_keq(en->key, key, klen)) {
             return (long)(e - 1);
         }
     }
