@@ -886,6 +886,11 @@ typedef struct {
      * required) and "required" (by_props set) does nothing more. */
     size_t nreq;
     int by_props;
+    /* pass without errors (s_node_t.qkws): "items"/"properties" carrying the schema's "type"
+     * (qtype, 0: none) and, for items, minItems/maxItems (qlo..qhi) */
+    unsigned qtype;
+    int qmerged;
+    size_t qlo, qhi;
 } s_kw_t;
 
 /* Hash of a property name or enum string: its length and its first and last 8 bytes (the
@@ -959,6 +964,10 @@ struct s_node {
     int boolean; /* -1: object schema; 0: false; 1: true */
     s_kw_t *kws;
     size_t nkw;
+    /* the keywords the pass without errors evaluates: kws, or fewer with "type", "minItems",
+     * "maxItems" and "required" folded into "items" or "properties" */
+    s_kw_t *qkws;
+    size_t nqkw;
     s_resource_t *res; /* the resource holding this schema (dynamic scope; 2020-12 only) */
     int uneval;        /* has unevaluatedProperties/unevaluatedItems */
     int draft;
@@ -2394,6 +2403,77 @@ static void s_re_free_all(em_schema_t *s)
 
 static unsigned long s_seq;
 
+/* Sets n->qkws: kws with "type" (and "minItems", "maxItems") folded into "items", or "type"
+ * and a "required" that "properties" checks (by_props) folded into "properties".
+ * Returns 0 or -1. */
+static int s_fold_build(em_schema_t *s, s_node_t *n)
+{
+    n->qkws = n->kws;
+    n->nqkw = n->nkw;
+    if (n->boolean >= 0 || !n->nkw) {
+        return 0;
+    }
+    long type = -1, items = -1, props = -1, minit = -1, maxit = -1, req = -1;
+    for (size_t i = 0; i < n->nkw; i++) {
+        switch (n->kws[i].op) {
+        case K_TYPE:
+            type = (long)i;
+            break;
+        case K_ITEMS:
+            items = (long)i;
+            break;
+        case K_PROPS:
+            props = (long)i;
+            break;
+        case K_MINITEMS:
+            minit = (long)i;
+            break;
+        case K_MAXITEMS:
+            maxit = (long)i;
+            break;
+        case K_REQUIRED:
+            req = n->kws[i].by_props ? (long)i : -1;
+            break;
+        default:
+            break;
+        }
+    }
+    long host = items >= 0 ? items : props;
+    if (host < 0) {
+        return 0;
+    }
+    s_kw_t *q = s_alloc(s, n->nkw * sizeof(*q));
+    if (!q) {
+        return -1;
+    }
+    size_t nq = 0;
+    for (size_t i = 0; i < n->nkw; i++) {
+        long li = (long)i;
+        if (li == type || (items >= 0 && (li == minit || li == maxit)) ||
+            (items < 0 && li == req)) {
+            continue; /* folded into the host */
+        }
+        q[nq] = n->kws[i];
+        if (li == host) {
+            s_kw_t *h = &q[nq];
+            h->qmerged = 1;
+            h->qtype = type >= 0 ? n->kws[type].mask : 0;
+            h->qlo = 0;
+            h->qhi = SIZE_MAX;
+            if (items >= 0 && minit >= 0) {
+                h->qlo = n->kws[minit].n;
+            }
+            if (items >= 0 && maxit >= 0) {
+                h->qhi = n->kws[maxit].n;
+            }
+        }
+        nq++;
+    }
+    n->qkws = q;
+    n->nqkw = nq;
+    return 0;
+}
+
 /* Sets n->scalar when every keyword of n is one s_scalar_ok checks.  Returns 0 or -1. */
 static int s_scalar_build(em_schema_t *s, s_node_t *n)
 {
@@ -2549,6 +2629,13 @@ em_schema_t *em_schema_compile(const json_t *schema, const em_schema_store_t *st
             } else if (n->fwd_end && n->fwd_end->scalar) {
                 n->qs = n->fwd_end->scalar;
                 n->qs_hops = n->fwd_hops;
+            }
+            if (s_fold_build(s, n) < 0) {
+                if (err) {
+                    *err = strdup("out of memory");
+                }
+                em_schema_destroy(&s);
+                return NULL;
             }
         }
     }
@@ -4267,6 +4354,16 @@ static inline int s_check_sub(s_ctx_t *c, const s_node_t *n, const json_t *inst)
     return s_check(c, n, inst);
 }
 
+/* "type" with mask on inst */
+static inline int s_type_ok(unsigned mask, const json_t *inst)
+{
+    json_type t = json_typeof(inst);
+    if (t != JSON_REAL) {
+        return (mask & s_type_bits[t]) != 0;
+    }
+    return (mask & T_NUMBER) || (mask & s_inst_type(inst));
+}
+
 static inline __attribute__((always_inline)) int s_check_kw(s_ctx_t *c, const s_kw_t *k,
                                                              const json_t *inst)
 {
@@ -4362,7 +4459,10 @@ static inline __attribute__((always_inline)) int s_check_kw(s_ctx_t *c, const s_
     }
     case K_PROPS: {
         if (!json_is_object(inst)) {
-            return 1;
+            return !k->qtype || s_type_ok(k->qtype, inst);
+        }
+        if (k->qtype && !(k->qtype & T_OBJECT)) {
+            return 0;
         }
         size_t size = json_object_size(inst);
         if (!k->n2 && !k->a && size > k->n) {
@@ -4413,9 +4513,12 @@ static inline __attribute__((always_inline)) int s_check_kw(s_ctx_t *c, const s_
     }
     case K_ITEMS: {
         if (!json_is_array(inst)) {
-            return 1;
+            return !k->qtype || s_type_ok(k->qtype, inst);
         }
         size_t n = json_array_size(inst);
+        if (k->qmerged && ((k->qtype && !(k->qtype & T_ARRAY)) || n < k->qlo || n > k->qhi)) {
+            return 0;
+        }
         size_t np = k->n < n ? k->n : n;
         for (size_t i = 0; i < np; i++) {
             if (!s_check_sub(c, k->list[i], json_array_get(inst, i))) {
@@ -4478,8 +4581,8 @@ static int s_check(s_ctx_t *c, const s_node_t *n, const json_t *inst)
     }
     c->depth += hops + 1;
     int ok = 1;
-    for (size_t i = 0; i < n->nkw; i++) {
-        if (!s_check_kw(c, &n->kws[i], inst) || c->internal) {
+    for (size_t i = 0; i < n->nqkw; i++) {
+        if (!s_check_kw(c, &n->qkws[i], inst) || c->internal) {
             ok = 0;
             break;
         }

@@ -687,6 +687,66 @@ static void test_pattern_random_same_as_pcre2(void **state)
     assert_true(matched > 300);
 }
 
+/* "type", "minItems", "maxItems" and "required" evaluated together with "items" or
+ * "properties": every combination gives the verdict it gives alone, with and without an
+ * error list. */
+static void test_folded_keywords(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *schema, *inst;
+        int valid;
+    } cases[] = {
+        { "{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"minItems\":2,\"maxItems\":3}", "[1,2]", 1 },
+        { "{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"minItems\":2,\"maxItems\":3}", "[1]", 0 },
+        { "{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"minItems\":2,\"maxItems\":3}", "[1,2,3,4]", 0 },
+        { "{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"minItems\":2,\"maxItems\":3}", "[1,\"a\"]", 0 },
+        { "{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"minItems\":2,\"maxItems\":3}", "{}", 0 },
+        { "{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"minItems\":2,\"maxItems\":3}", "\"ab\"", 0 },
+        { "{\"items\":{\"type\":\"integer\"},\"minItems\":2}", "\"ab\"", 1 },
+        { "{\"items\":{\"type\":\"integer\"},\"minItems\":2}", "[1]", 0 },
+        { "{\"type\":\"string\",\"items\":{\"type\":\"integer\"},\"minItems\":2}", "[1,2]", 0 },
+        { "{\"type\":\"string\",\"items\":{\"type\":\"integer\"},\"minItems\":2}", "\"x\"", 1 },
+        { "{\"type\":[\"array\",\"null\"],\"prefixItems\":[{\"type\":\"number\"}],\"maxItems\":1}", "null", 1 },
+        { "{\"type\":[\"array\",\"null\"],\"prefixItems\":[{\"type\":\"number\"}],\"maxItems\":1}", "[1,2]", 0 },
+        { "{\"type\":[\"array\",\"null\"],\"prefixItems\":[{\"type\":\"number\"}],\"maxItems\":1}", "[true]", 0 },
+        { "{\"type\":[\"array\",\"null\"],\"prefixItems\":[{\"type\":\"number\"}],\"maxItems\":1}", "1", 0 },
+        { "{\"type\":\"integer\",\"items\":{}}", "1.0", 1 },
+        { "{\"type\":\"integer\",\"items\":{}}", "1.5", 0 },
+        { "{\"type\":\"object\",\"required\":[\"a\"],\"properties\":{\"a\":{\"type\":\"string\"}}}", "{\"a\":\"x\"}", 1 },
+        { "{\"type\":\"object\",\"required\":[\"a\"],\"properties\":{\"a\":{\"type\":\"string\"}}}", "{}", 0 },
+        { "{\"type\":\"object\",\"required\":[\"a\"],\"properties\":{\"a\":{\"type\":\"string\"}}}", "[]", 0 },
+        { "{\"type\":\"object\",\"required\":[\"a\"],\"properties\":{\"a\":{\"type\":\"string\"}}}", "{\"a\":1}", 0 },
+        { "{\"required\":[\"a\"],\"properties\":{\"a\":{}}}", "[]", 1 },
+        { "{\"type\":\"array\",\"properties\":{\"a\":{}}}", "{\"a\":1}", 0 },
+        { "{\"type\":\"array\",\"properties\":{\"a\":{}}}", "[]", 1 },
+        { "{\"type\":\"object\",\"items\":{\"type\":\"string\"},\"properties\":{\"a\":{\"type\":\"string\"}}}", "{\"a\":\"x\"}", 1 },
+        { "{\"type\":\"object\",\"items\":{\"type\":\"string\"},\"properties\":{\"a\":{\"type\":\"string\"}}}", "{\"a\":1}", 0 },
+        { "{\"type\":\"object\",\"items\":{\"type\":\"string\"},\"properties\":{\"a\":{\"type\":\"string\"}}}", "[\"x\"]", 0 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        json_t *schema = json_loads(cases[i].schema, 0, NULL);
+        json_t *inst = json_loads(cases[i].inst, JSON_DECODE_ANY, NULL);
+        assert_non_null(schema);
+        assert_non_null(inst);
+        em_schema_t *s = em_schema_compile(schema, NULL, NULL, NULL);
+        assert_non_null(s);
+        json_t *errors = em_errors_new();
+        int quiet = em_schema_validate(s, inst, NULL);
+        int loud = em_schema_validate(s, inst, errors);
+        if (quiet != cases[i].valid || loud != quiet) {
+            print_message("%s on %s: %d %d\n", cases[i].schema, cases[i].inst, quiet, loud);
+        }
+        assert_int_equal(quiet, cases[i].valid);
+        assert_int_equal(loud, quiet);
+        assert_int_equal(json_array_size(errors) == 0, quiet == 1);
+        json_decref(errors);
+        json_decref(inst);
+        em_schema_destroy(&s);
+        json_decref(schema);
+    }
+}
+
 static void *s_thr(void *arg)
 {
     s_thr_t *t = arg;
@@ -734,6 +794,7 @@ int main(void)
         cmocka_unit_test(test_required_with_properties),
         cmocka_unit_test(test_pattern_same_as_pcre2),
         cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_folded_keywords),
         cmocka_unit_test(test_pattern_random_same_as_pcre2),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_suite_2020_required),
