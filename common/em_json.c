@@ -2,6 +2,7 @@
  * machine-readable error lists, RFC 8785 canonical form and SHA-256 digests. */
 #include "em_json.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -225,6 +226,436 @@ static bool s_too_deep(const json_t *value, int depth, int max, s_buf_t *ptr)
     return false;
 }
 
+/* ---- Single-pass parser ----
+ *
+ * em_json_parse first reads the text with this parser, which builds the Jansson values
+ * directly (members set without re-checking UTF-8, strings taken without a copy through a
+ * buffer when they have no escape).  It accepts only what json_loadb with
+ * JSON_REJECT_DUPLICATES | JSON_DECODE_ANY accepts and yields the same values (the same
+ * types, numbers, strings and member order); it gives up on anything it does not handle
+ * itself (every error, a duplicate key, \u0000, lone surrogates, integers of more than 18
+ * digits, out-of-range reals, nesting past the limit) and em_json_parse then reads the text
+ * with json_loadb, which decides and words the error, as before. */
+
+/* Nesting at which the single-pass parser gives up (Jansson refuses past 2048 levels). */
+#define S_FAST_MAX_DEPTH 1024
+
+typedef struct {
+    const unsigned char *p;   /* next byte */
+    const unsigned char *end; /* end of the text */
+    int max_depth;            /* em_json_parse's limit, < 0 for none */
+    char *scratch;            /* decoded text of strings with escapes */
+    size_t scap;
+} s_fast_t;
+
+/* 1 for the bytes a string holds as they are: printable ASCII other than '"' and '\\'. */
+static const unsigned char s_plain[256] = {
+    ['\x20'] = 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x20-0x2F, no '"' */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,             /* 0x30-0x3F */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,             /* 0x40-0x4F */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,             /* 0x50-0x5F, no '\\' */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,             /* 0x60-0x6F */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,             /* 0x70-0x7F */
+};
+
+static inline void s_fast_ws(s_fast_t *f)
+{
+    while (f->p < f->end && (*f->p == ' ' || *f->p == '\n' || *f->p == '\r' || *f->p == '\t')) {
+        f->p++;
+    }
+}
+
+static int s_fast_hex4(const unsigned char *p, unsigned long *out)
+{
+    unsigned long v = 0;
+    for (int i = 0; i < 4; i++) {
+        int d = em_hex_digit(p[i]);
+        if (d < 0) {
+            return -1;
+        }
+        v = v << 4 | (unsigned long) d;
+    }
+    *out = v;
+    return 0;
+}
+
+static int s_fast_scratch_put(s_fast_t *f, size_t *n, const void *src, size_t k)
+{
+    if (k == 0) {
+        return 0;
+    }
+    if (*n + k > f->scap) {
+        size_t cap = f->scap ? f->scap : 256;
+        while (cap < *n + k) {
+            cap *= 2;
+        }
+        char *d = realloc(f->scratch, cap);
+        if (!d) {
+            return -1;
+        }
+        f->scratch = d;
+        f->scap = cap;
+    }
+    memcpy(f->scratch + *n, src, k);
+    *n += k;
+    return 0;
+}
+
+/* Reads the string whose opening quote is at f->p.  On success *s and *len give its UTF-8
+ * text (in the input, or in f->scratch when it had escapes, valid until the next string) and
+ * f->p is past the closing quote.  Returns 0, or -1 to give up. */
+static int s_fast_string(s_fast_t *f, const char **s, size_t *len)
+{
+    const unsigned char *p = f->p + 1, *end = f->end, *run = p;
+    size_t n = 0;
+    bool escaped = false;
+
+    for (;;) {
+        while (p < end && s_plain[*p]) {
+            p++;
+        }
+        if (p >= end) {
+            return -1;
+        }
+        unsigned char c = *p;
+        if (c == '"') {
+            break;
+        }
+        if (c >= 0x80) {
+            unsigned long cp;
+            size_t k = s_utf8_seq(p, (size_t) (end - p), &cp);
+            if (k == 0) {
+                return -1;
+            }
+            p += k;
+            continue;
+        }
+        if (c != '\\') {
+            return -1; /* a control character */
+        }
+        /* An escape: the text so far goes to the scratch buffer, then the decoded char. */
+        if (s_fast_scratch_put(f, &n, run, (size_t) (p - run)) < 0 || end - p < 2) {
+            return -1;
+        }
+        char out[4];
+        size_t k = 1;
+        switch (p[1]) {
+        case '"': out[0] = '"'; break;
+        case '\\': out[0] = '\\'; break;
+        case '/': out[0] = '/'; break;
+        case 'b': out[0] = '\b'; break;
+        case 'f': out[0] = '\f'; break;
+        case 'n': out[0] = '\n'; break;
+        case 'r': out[0] = '\r'; break;
+        case 't': out[0] = '\t'; break;
+        case 'u': {
+            unsigned long cp, lo;
+            if (end - p < 6 || s_fast_hex4(p + 2, &cp) < 0 || cp == 0 ||
+                (cp >= 0xDC00 && cp <= 0xDFFF)) {
+                return -1;
+            }
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                if (end - p < 12 || p[6] != '\\' || p[7] != 'u' || s_fast_hex4(p + 8, &lo) < 0 ||
+                    lo < 0xDC00 || lo > 0xDFFF) {
+                    return -1;
+                }
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                p += 6;
+            }
+            if (cp < 0x80) {
+                out[0] = (char) cp;
+            } else if (cp < 0x800) {
+                out[0] = (char) (0xC0 | cp >> 6);
+                out[1] = (char) (0x80 | (cp & 0x3F));
+                k = 2;
+            } else if (cp < 0x10000) {
+                out[0] = (char) (0xE0 | cp >> 12);
+                out[1] = (char) (0x80 | (cp >> 6 & 0x3F));
+                out[2] = (char) (0x80 | (cp & 0x3F));
+                k = 3;
+            } else {
+                out[0] = (char) (0xF0 | cp >> 18);
+                out[1] = (char) (0x80 | (cp >> 12 & 0x3F));
+                out[2] = (char) (0x80 | (cp >> 6 & 0x3F));
+                out[3] = (char) (0x80 | (cp & 0x3F));
+                k = 4;
+            }
+            p += 4;
+            break;
+        }
+        default:
+            return -1;
+        }
+        if (s_fast_scratch_put(f, &n, out, k) < 0) {
+            return -1;
+        }
+        p += 2;
+        run = p;
+        escaped = true;
+    }
+    if (escaped) {
+        if (s_fast_scratch_put(f, &n, run, (size_t) (p - run)) < 0) {
+            return -1;
+        }
+        *s = f->scratch;
+        *len = n;
+    } else {
+        *s = (const char *) f->p + 1;
+        *len = (size_t) (p - (f->p + 1));
+    }
+    f->p = p + 1;
+    return 0;
+}
+
+static inline bool s_fast_digit(const unsigned char *p, const unsigned char *end)
+{
+    return p < end && *p >= '0' && *p <= '9';
+}
+
+/* A number as Jansson reads it: an integer (json_int_t) without '.', 'e' or 'E', a real
+ * (strtod) otherwise.  Gives up (NULL) on more than 18 integer digits and on a real that
+ * strtod reports out of range, which json_loadb refuses or reads by its own rules. */
+static json_t *s_fast_number(s_fast_t *f)
+{
+    const unsigned char *p = f->p, *end = f->end, *start = p;
+    bool neg = false, real = false;
+
+    if (*p == '-') {
+        neg = true;
+        p++;
+    }
+    if (!s_fast_digit(p, end)) {
+        return NULL;
+    }
+    if (*p == '0') {
+        p++;
+    } else {
+        while (s_fast_digit(p, end)) {
+            p++;
+        }
+    }
+    const unsigned char *int_end = p;
+    if (p < end && *p == '.') {
+        p++;
+        if (!s_fast_digit(p, end)) {
+            return NULL;
+        }
+        while (s_fast_digit(p, end)) {
+            p++;
+        }
+        real = true;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-')) {
+            p++;
+        }
+        if (!s_fast_digit(p, end)) {
+            return NULL;
+        }
+        while (s_fast_digit(p, end)) {
+            p++;
+        }
+        real = true;
+    }
+    f->p = p;
+    if (!real) {
+        const unsigned char *d = start + (neg ? 1 : 0);
+        if (int_end - d > 18) {
+            return NULL;
+        }
+        json_int_t v = 0;
+        for (; d < int_end; d++) {
+            v = v * 10 + (*d - '0');
+        }
+        return json_integer(neg ? -v : v);
+    }
+    char text[64];
+    size_t n = (size_t) (p - start);
+    if (n >= sizeof text) {
+        return NULL;
+    }
+    memcpy(text, start, n);
+    text[n] = '\0';
+    char *stop;
+    errno = 0;
+    double d = strtod(text, &stop);
+    if (errno != 0 || stop != text + n || !isfinite(d)) {
+        return NULL;
+    }
+    return json_real(d);
+}
+
+static json_t *s_fast_value(s_fast_t *f, int depth);
+
+static json_t *s_fast_object(s_fast_t *f, int depth)
+{
+    json_t *obj = json_object();
+    size_t size = 0;
+
+    if (!obj) {
+        return NULL;
+    }
+    f->p++;
+    s_fast_ws(f);
+    if (f->p < f->end && *f->p == '}') {
+        f->p++;
+        return obj;
+    }
+    for (;;) {
+        const char *key;
+        size_t klen;
+        if (f->p >= f->end || *f->p != '"' || s_fast_string(f, &key, &klen) < 0) {
+            break;
+        }
+        /* The key may live in the scratch buffer, which the value's strings reuse. */
+        char kbuf[128];
+        char *kcopy = NULL;
+        if (key == f->scratch) {
+            if (klen < sizeof kbuf) {
+                memcpy(kbuf, key, klen);
+                key = kbuf;
+            } else if ((kcopy = malloc(klen)) != NULL) {
+                memcpy(kcopy, key, klen);
+                key = kcopy;
+            } else {
+                break;
+            }
+        }
+        s_fast_ws(f);
+        json_t *v = NULL;
+        if (f->p < f->end && *f->p == ':') {
+            f->p++;
+            s_fast_ws(f);
+            v = s_fast_value(f, depth);
+        }
+        /* json_object_setn_new_nocheck replaces the value of a key already present: an
+         * object that does not grow had a duplicate key. */
+        if (!v || json_object_setn_new_nocheck(obj, key, klen, v) < 0 ||
+            json_object_size(obj) != ++size) {
+            free(kcopy);
+            break;
+        }
+        free(kcopy);
+        s_fast_ws(f);
+        if (f->p >= f->end) {
+            break;
+        }
+        if (*f->p == '}') {
+            f->p++;
+            return obj;
+        }
+        if (*f->p != ',') {
+            break;
+        }
+        f->p++;
+        s_fast_ws(f);
+    }
+    json_decref(obj);
+    return NULL;
+}
+
+static json_t *s_fast_array(s_fast_t *f, int depth)
+{
+    json_t *arr = json_array();
+
+    if (!arr) {
+        return NULL;
+    }
+    f->p++;
+    s_fast_ws(f);
+    if (f->p < f->end && *f->p == ']') {
+        f->p++;
+        return arr;
+    }
+    for (;;) {
+        json_t *v = s_fast_value(f, depth);
+        if (!v || json_array_append_new(arr, v) < 0) {
+            break;
+        }
+        s_fast_ws(f);
+        if (f->p >= f->end) {
+            break;
+        }
+        if (*f->p == ']') {
+            f->p++;
+            return arr;
+        }
+        if (*f->p != ',') {
+            break;
+        }
+        f->p++;
+        s_fast_ws(f);
+    }
+    json_decref(arr);
+    return NULL;
+}
+
+/* The value at f->p (no whitespace before it), whose containers sit at depth + 1. */
+static json_t *s_fast_value(s_fast_t *f, int depth)
+{
+    const unsigned char *p = f->p;
+    size_t left = (size_t) (f->end - p);
+
+    if (left == 0) {
+        return NULL;
+    }
+    switch (*p) {
+    case '{':
+    case '[':
+        if (depth + 1 > S_FAST_MAX_DEPTH || (f->max_depth >= 0 && depth + 1 > f->max_depth)) {
+            return NULL;
+        }
+        return *p == '{' ? s_fast_object(f, depth + 1) : s_fast_array(f, depth + 1);
+    case '"': {
+        const char *s;
+        size_t len;
+        if (s_fast_string(f, &s, &len) < 0) {
+            return NULL;
+        }
+        return json_stringn_nocheck(s, len);
+    }
+    case 't':
+        if (left >= 4 && memcmp(p, "true", 4) == 0) {
+            f->p += 4;
+            return json_true();
+        }
+        return NULL;
+    case 'f':
+        if (left >= 5 && memcmp(p, "false", 5) == 0) {
+            f->p += 5;
+            return json_false();
+        }
+        return NULL;
+    case 'n':
+        if (left >= 4 && memcmp(p, "null", 4) == 0) {
+            f->p += 4;
+            return json_null();
+        }
+        return NULL;
+    default:
+        return s_fast_number(f);
+    }
+}
+
+/* The whole text as one value, or NULL when the single-pass parser gives up. */
+static json_t *s_fast_parse(const char *buf, size_t len, int max_depth)
+{
+    s_fast_t f = { (const unsigned char *) buf, (const unsigned char *) buf + len, max_depth,
+                   NULL, 0 };
+    s_fast_ws(&f);
+    json_t *v = s_fast_value(&f, 0);
+    if (v) {
+        s_fast_ws(&f);
+        if (f.p != f.end) {
+            json_decref(v);
+            v = NULL;
+        }
+    }
+    free(f.scratch);
+    return v;
+}
+
 json_t *em_json_parse(const char *buf, size_t len, int max_depth, json_t **errors)
 {
     json_error_t jerr;
@@ -238,6 +669,10 @@ json_t *em_json_parse(const char *buf, size_t len, int max_depth, json_t **error
     if (!buf) {
         buf = "";
         len = 0;
+    }
+    root = s_fast_parse(buf, len, max_depth);
+    if (root) {
+        return root;
     }
     const char *nul = memchr(buf, '\0', len);
     if (nul) {

@@ -835,10 +835,19 @@ enum {
 typedef struct s_node s_node_t;
 typedef struct s_resource s_resource_t;
 
+/* A pattern matched by a DFA over bytes (see s_dfa_compile). */
+typedef struct {
+    uint8_t cls[256];  /* byte -> class */
+    int ncls;
+    uint16_t *next;    /* [state * ncls + class] -> state, S_DFA_DEAD for no match */
+    uint8_t *accept;   /* [state] */
+} s_dfa_t;
+
 typedef struct {
     pcre2_code *code;
     const char *src;
-    int jit; /* JIT-compiled: pcre2_jit_match applies */
+    int jit;      /* JIT-compiled: pcre2_jit_match applies */
+    s_dfa_t *dfa; /* a simple pattern: matched by the DFA instead */
 } s_re_t;
 
 typedef struct {
@@ -848,6 +857,7 @@ typedef struct {
     s_node_t *node;
     s_re_t *re;
     json_t *req; /* draft-07 "dependencies" array form */
+    int required; /* "properties": the name is also in the same schema's "required" */
 } s_entry_t;
 
 typedef struct {
@@ -855,6 +865,8 @@ typedef struct {
     const char *name; /* keyword as written (for schemaPath) */
     json_t *val;      /* the keyword's value (borrowed from the schema) */
     long double num;
+    double dnum;   /* num as a double, when exact (num_exact) */
+    int num_exact;
     size_t n;
     size_t n2;
     unsigned mask;
@@ -869,6 +881,16 @@ typedef struct {
     size_t max;           /* maxContains (SIZE_MAX: none) */
     uint32_t *tab;        /* properties: open-addressing table of entry index + 1 */
     uint32_t tmask;
+    /* "required" whose names all are "properties" of the same schema: without errors to
+     * report, "properties" counts the required members it meets (nreq of its entries are
+     * required) and "required" (by_props set) does nothing more. */
+    size_t nreq;
+    int by_props;
+    /* pass without errors (s_node_t.qkws): "items"/"properties" carrying the schema's "type"
+     * (qtype, 0: none) and, for items, minItems/maxItems (qlo..qhi) */
+    unsigned qtype;
+    int qmerged;
+    size_t qlo, qhi;
 } s_kw_t;
 
 /* Hash of a property name or enum string: its length and its first and last 8 bytes (the
@@ -879,10 +901,14 @@ static inline uint32_t s_khash(const char *k, size_t n)
     if (n >= 8) {
         memcpy(&a, k, 8);
         memcpy(&b, k + n - 8, 8);
-    } else {
-        for (size_t i = 0; i < n; i++) {
-            a |= (uint64_t)(unsigned char)k[i] << (8 * i);
-        }
+    } else if (n >= 4) {
+        uint32_t x, y;
+        memcpy(&x, k, 4);
+        memcpy(&y, k + n - 4, 4);
+        a = (uint64_t)x | (uint64_t)y << 32;
+    } else if (n > 0) {
+        a = (uint64_t)(unsigned char)k[0] | (uint64_t)(unsigned char)k[n / 2] << 8 |
+            (uint64_t)(unsigned char)k[n - 1] << 16;
     }
     uint64_t h = (a ^ (b * 0x9e3779b97f4a7c15ULL) ^ n) * 0xff51afd7ed558ccdULL;
     return (uint32_t)(h >> 32) ^ (uint32_t)h;
@@ -890,6 +916,20 @@ static inline uint32_t s_khash(const char *k, size_t n)
 
 /* Fills k->tab from k->ents[0..k->n) (key, klen set).  Returns 0 or -1. */
 static int s_build_tab(em_schema_t *s, s_kw_t *k);
+
+/* memcmp(a, b, n) == 0, without a call for names of 8 to 16 bytes */
+static inline int s_keq(const char *a, const char *b, size_t n)
+{
+    uint64_t x1, x2, y1, y2;
+    if (n < 8 || n > 16) {
+        return !memcmp(a, b, n);
+    }
+    memcpy(&x1, a, 8);
+    memcpy(&y1, b, 8);
+    memcpy(&x2, a + n - 8, 8);
+    memcpy(&y2, b + n - 8, 8);
+    return ((x1 ^ y1) | (x2 ^ y2)) == 0;
+}
 
 /* Index of the "properties" entry named key, or -1. */
 static inline long s_props_find(const s_kw_t *k, const char *key, size_t klen)
@@ -904,7 +944,7 @@ static inline long s_props_find(const s_kw_t *k, const char *key, size_t klen)
             return -1;
         }
         const s_entry_t *en = &k->ents[e - 1];
-        if (en->hash == h && en->klen == klen && !memcmp(en->key, key, klen)) {
+        if (en->hash == h && en->klen == klen && s_keq(en->key, key, klen)) {
             return (long)(e - 1);
         }
     }
@@ -924,10 +964,35 @@ struct s_node {
     int boolean; /* -1: object schema; 0: false; 1: true */
     s_kw_t *kws;
     size_t nkw;
+    /* the keywords the pass without errors evaluates: kws, or fewer with "type", "minItems",
+     * "maxItems" and "required" folded into "items" or "properties" */
+    s_kw_t *qkws;
+    size_t nqkw;
     s_resource_t *res; /* the resource holding this schema (dynamic scope; 2020-12 only) */
     int uneval;        /* has unevaluatedProperties/unevaluatedItems */
     int draft;
+    /* The schema is only a "$ref" (and no $dynamicRef is compiled anywhere): without errors
+     * to report, validating it is validating the target. */
+    const struct s_node *fwd;
+    /* where the chain of forwards ends (NULL: a cycle) and how many it passes */
+    const struct s_node *fwd_end;
+    int fwd_hops;
+    /* only keywords on one value (type, enum, bounds, lengths, pattern, format): checked
+     * in one go by s_scalar_ok when no error is reported */
+    const struct s_scalar *scalar;
+    /* the scalar node this one is or forwards to, and the forwards passed on the way */
+    const struct s_scalar *qs;
+    int qs_hops;
 };
+
+typedef struct s_scalar {
+    const s_kw_t *type, *enm, *pattern, *format;
+    const s_kw_t *bounds[4], *lengths[2];
+    int nbounds, nlengths;
+    /* all bounds are exact doubles: lo < x < hi (lo_ex, hi_ex) or lo <= x <= hi */
+    int dbounds, lo_ex, hi_ex;
+    double lo, hi;
+} s_scalar_t;
 
 typedef struct s_alloc {
     struct s_alloc *next;
@@ -946,6 +1011,7 @@ struct em_schema {
     pcre2_code **codes;
     size_t ncodes, capcodes;
     char *err;
+    int has_dynref; /* a $dynamicRef was compiled: dynamic scopes are tracked */
 };
 
 /* All compile-time allocations are chained for em_schema_destroy. */
@@ -1103,12 +1169,520 @@ static pcre2_code *s_pcre_compile(const char *src)
 }
 
 /* PCRE2's JIT code reads memory that valgrind's memcheck reports as uninitialised (the
- * library documents it); under valgrind (its preload library in LD_PRELOAD) patterns are
- * interpreted instead. */
+ * library documents it); under valgrind's memcheck, helgrind or DRD (their preload library in
+ * LD_PRELOAD) patterns are interpreted instead.  Callgrind, which only counts instructions,
+ * runs the JIT code as a real run does. */
 static int s_use_jit(void)
 {
     const char *pre = getenv("LD_PRELOAD");
-    return !(pre && strstr(pre, "vgpreload"));
+    return !(pre && (strstr(pre, "vgpreload_memcheck") || strstr(pre, "vgpreload_helgrind") ||
+                     strstr(pre, "vgpreload_drd")));
+}
+
+/* ---- simple patterns as DFAs ----
+ * A pattern "^...$" made of ASCII literals, classes of ASCII characters and ranges (not
+ * negated), \d, and groups of literal alternatives, each atom with ?, *, +, {n}, {n,} or {n,m},
+ * is compiled into a DFA over bytes: a match is one table step per byte.  It answers as PCRE2
+ * does for such a pattern: an ASCII atom never matches a byte of a multi-byte character, and
+ * $ (PCRE2_DOLLAR_ENDONLY) is only the end.  Anything else, or a DFA past S_DFA_MAX_STATES
+ * states, stays with PCRE2. */
+
+#define S_DFA_DEAD 0xFFFF
+#define S_DFA_MAX_STATES 512
+#define S_NFA_MAX 1024
+#define S_RX_MAX_ATOMS 64
+
+typedef struct {
+    int group;
+    uint64_t set[2];   /* !group: the bytes it matches (bit b of set[b >> 6]) */
+    char lits[256];    /* group: the alternatives, NUL-separated */
+    size_t nlits;      /* bytes used in lits */
+    size_t min, max;   /* max SIZE_MAX: unbounded */
+} s_rx_atom_t;
+
+static void s_rx_set_add(uint64_t set[2], unsigned lo, unsigned hi)
+{
+    for (unsigned b = lo; b <= hi; b++) {
+        set[b >> 6] |= (uint64_t)1 << (b & 63);
+    }
+}
+
+/* A literal outside a class at *p: its byte in *c, p advanced.  Returns 0, or -1. */
+static int s_rx_literal(const char **p, unsigned char *c)
+{
+    const unsigned char *q = (const unsigned char *)*p;
+    if (*q == '\\') {
+        if (q[1] && strchr("\\^$.|?*+()[]{}/-", q[1])) {
+            *c = q[1];
+            *p += 2;
+            return 0;
+        }
+        return -1;
+    }
+    if (*q < 0x20 || *q >= 0x7F || strchr("^$.|?*+()[]{}", *q)) {
+        return -1;
+    }
+    *c = *q;
+    *p += 1;
+    return 0;
+}
+
+/* One class member at *q (a plain ASCII character or an escaped one).  Returns the byte or -1. */
+static int s_rx_class_char(const char **q)
+{
+    const unsigned char *r = (const unsigned char *)*q;
+    if (*r == '\\') {
+        if (r[1] && strchr("\\]-[^./", r[1])) {
+            *q += 2;
+            return r[1];
+        }
+        return -1;
+    }
+    if (*r < 0x20 || *r >= 0x7F || *r == '[' || *r == ']') {
+        return -1;
+    }
+    *q += 1;
+    return *r;
+}
+
+/* "[...]" at *p.  Returns 0 or -1. */
+static int s_rx_class(const char **p, uint64_t set[2])
+{
+    const char *q = *p + 1;
+    if (*q == '^' || *q == ']') {
+        return -1;
+    }
+    while (*q != ']') {
+        if (q[0] == '\\' && q[1] == 'd') {
+            s_rx_set_add(set, '0', '9');
+            q += 2;
+            continue;
+        }
+        int lo = s_rx_class_char(&q);
+        if (lo < 0) {
+            return -1;
+        }
+        if (q[0] == '-' && q[1] != ']') {
+            q++;
+            if (q[0] == '\\' && q[1] == 'd') {
+                return -1;
+            }
+            int hi = s_rx_class_char(&q);
+            if (hi < lo) {
+                return -1;
+            }
+            s_rx_set_add(set, (unsigned)lo, (unsigned)hi);
+        } else {
+            s_rx_set_add(set, (unsigned)lo, (unsigned)lo);
+        }
+    }
+    *p = q + 1;
+    return 0;
+}
+
+/* ?, *, +, {n}, {n,}, {n,m} at *p (none: exactly once).  Returns 0 or -1. */
+static int s_rx_quant(const char **p, size_t *min, size_t *max)
+{
+    const char *q = *p;
+    *min = *max = 1;
+    if (*q == '?') {
+        *min = 0;
+        q++;
+    } else if (*q == '*') {
+        *min = 0;
+        *max = SIZE_MAX;
+        q++;
+    } else if (*q == '+') {
+        *max = SIZE_MAX;
+        q++;
+    } else if (*q == '{') {
+        char *e;
+        q++;
+        if (*q < '0' || *q > '9') {
+            return -1;
+        }
+        unsigned long n = strtoul(q, &e, 10), m = n;
+        q = e;
+        int unbounded = 0;
+        if (*q == ',') {
+            q++;
+            if (*q == '}') {
+                unbounded = 1;
+            } else {
+                if (*q < '0' || *q > '9') {
+                    return -1;
+                }
+                m = strtoul(q, &e, 10);
+                q = e;
+            }
+        }
+        if (*q != '}' || n > 256 || (!unbounded && (m > 256 || m < n))) {
+            return -1;
+        }
+        q++;
+        *min = n;
+        *max = unbounded ? SIZE_MAX : m;
+    } else {
+        return 0;
+    }
+    if (*q == '?' || *q == '+' || *q == '*' || *q == '{') {
+        return -1; /* lazy, possessive or repeated quantifiers stay with PCRE2 */
+    }
+    *p = q;
+    return 0;
+}
+
+/* The atoms of src; -1 when src is not a simple pattern. */
+static int s_rx_parse(const char *src, s_rx_atom_t *atoms, size_t *n)
+{
+    const char *p = src;
+    *n = 0;
+    if (*p++ != '^') {
+        return -1;
+    }
+    while (!(p[0] == '$' && p[1] == '\0')) {
+        if (!*p || *n == S_RX_MAX_ATOMS) {
+            return -1;
+        }
+        s_rx_atom_t *a = &atoms[*n];
+        memset(a, 0, sizeof(*a));
+        if (*p == '[') {
+            if (s_rx_class(&p, a->set) < 0) {
+                return -1;
+            }
+        } else if (p[0] == '\\' && p[1] == 'd') {
+            s_rx_set_add(a->set, '0', '9');
+            p += 2;
+        } else if (*p == '(') {
+            p++;
+            if (p[0] == '?' && p[1] == ':') {
+                p += 2;
+            } else if (*p == '?') {
+                return -1;
+            }
+            int empty = 0;
+            size_t start = 0;
+            a->group = 1;
+            for (;;) {
+                if (*p == '|' || *p == ')') {
+                    if (a->nlits == start) {
+                        empty = 1;
+                    } else {
+                        if (a->nlits == sizeof(a->lits)) {
+                            return -1;
+                        }
+                        a->lits[a->nlits++] = '\0';
+                        start = a->nlits;
+                    }
+                    if (*p++ == ')') {
+                        break;
+                    }
+                    continue;
+                }
+                unsigned char c;
+                if (a->nlits + 1 >= sizeof(a->lits) || s_rx_literal(&p, &c) < 0) {
+                    return -1;
+                }
+                a->lits[a->nlits++] = (char)c;
+            }
+            if (s_rx_quant(&p, &a->min, &a->max) < 0) {
+                return -1;
+            }
+            if (empty) {
+                a->min = 0; /* an empty alternative makes every round optional */
+            }
+            (*n)++;
+            continue;
+        } else {
+            unsigned char c;
+            if (s_rx_literal(&p, &c) < 0) {
+                return -1;
+            }
+            s_rx_set_add(a->set, c, c);
+        }
+        if (s_rx_quant(&p, &a->min, &a->max) < 0) {
+            return -1;
+        }
+        (*n)++;
+    }
+    return 0;
+}
+
+/* Thompson NFA: a state consumes a byte of `set` to `next`, and/or moves freely to `eps`. */
+typedef struct {
+    uint64_t set[2];
+    int next;      /* -1: no byte edge */
+    int eps[2];    /* -1: none */
+    int more;      /* index into s_nfa_t.alts of extra free moves (groups), -1: none */
+} s_nstate_t;
+
+typedef struct {
+    s_nstate_t *st;
+    int n;
+    int *extra;    /* groups: lists of free moves, each ended by -1 */
+    int nextra, capextra;
+    int failed;
+} s_nfa_t;
+
+static int s_nfa_new(s_nfa_t *f)
+{
+    if (f->failed || f->n == S_NFA_MAX) {
+        f->failed = 1;
+        return 0;
+    }
+    s_nstate_t *s = &f->st[f->n];
+    memset(s, 0, sizeof(*s));
+    s->next = s->eps[0] = s->eps[1] = s->more = -1;
+    return f->n++;
+}
+
+static void s_nfa_eps(s_nfa_t *f, int from, int to)
+{
+    if (f->failed) {
+        return;
+    }
+    s_nstate_t *s = &f->st[from];
+    if (s->eps[0] < 0) {
+        s->eps[0] = to;
+    } else if (s->eps[1] < 0) {
+        s->eps[1] = to;
+    } else {
+        f->failed = 1; /* every state made here has at most two free moves */
+    }
+}
+
+/* One copy of atom a entered from `in`; returns its exit state. */
+static int s_nfa_atom(s_nfa_t *f, const s_rx_atom_t *a, int in)
+{
+    int out = s_nfa_new(f);
+    if (f->failed) {
+        return 0;
+    }
+    if (!a->group) {
+        f->st[in].set[0] = a->set[0];
+        f->st[in].set[1] = a->set[1];
+        f->st[in].next = out;
+        return out;
+    }
+    /* a group: a free move from `in` to the first state of each alternative */
+    int nalt = 0;
+    for (size_t i = 0; i < a->nlits; i += strlen(a->lits + i) + 1) {
+        nalt++;
+    }
+    if (f->nextra + nalt + 1 > f->capextra) {
+        int cap = f->capextra ? f->capextra * 2 : 64;
+        while (cap < f->nextra + nalt + 1) {
+            cap *= 2;
+        }
+        int *e = realloc(f->extra, (size_t)cap * sizeof(*e));
+        if (!e) {
+            f->failed = 1;
+            return 0;
+        }
+        f->extra = e;
+        f->capextra = cap;
+    }
+    int base = f->nextra;
+    f->nextra += nalt + 1;
+    f->extra[base + nalt] = -1;
+    f->st[in].more = base;
+    int k = 0;
+    for (size_t i = 0; i < a->nlits; i += strlen(a->lits + i) + 1, k++) {
+        int cur = s_nfa_new(f);
+        f->extra[base + k] = cur;
+        for (const char *c = a->lits + i; *c && !f->failed; c++) {
+            int nx = s_nfa_new(f);
+            s_rx_set_add(f->st[cur].set, (unsigned char)*c, (unsigned char)*c);
+            f->st[cur].next = nx;
+            cur = nx;
+        }
+        s_nfa_eps(f, cur, out);
+    }
+    return out;
+}
+
+/* Adds NFA state q and what it reaches by free moves to the set `in` (bits). */
+static void s_nfa_close(const s_nfa_t *f, uint64_t *in, int q)
+{
+    int stack[S_NFA_MAX];
+    int top = 0;
+    if (in[q >> 6] >> (q & 63) & 1) {
+        return;
+    }
+    in[q >> 6] |= (uint64_t)1 << (q & 63);
+    stack[top++] = q;
+    while (top) {
+        const s_nstate_t *s = &f->st[stack[--top]];
+        int to[2] = { s->eps[0], s->eps[1] };
+        for (int i = 0; i < 2; i++) {
+            if (to[i] >= 0 && !(in[to[i] >> 6] >> (to[i] & 63) & 1)) {
+                in[to[i] >> 6] |= (uint64_t)1 << (to[i] & 63);
+                stack[top++] = to[i];
+            }
+        }
+        for (int j = s->more; j >= 0 && f->extra[j] >= 0; j++) {
+            int t = f->extra[j];
+            if (!(in[t >> 6] >> (t & 63) & 1)) {
+                in[t >> 6] |= (uint64_t)1 << (t & 63);
+                stack[top++] = t;
+            }
+        }
+    }
+}
+
+#define S_NFA_WORDS (S_NFA_MAX / 64)
+
+/* The DFA of src, or NULL (not a simple pattern, too many states, out of memory). */
+static s_dfa_t *s_dfa_compile(em_schema_t *s, const char *src)
+{
+    s_rx_atom_t *atoms = malloc(S_RX_MAX_ATOMS * sizeof(*atoms));
+    s_nfa_t f = { 0 };
+    s_dfa_t *dfa = NULL;
+    uint64_t *sets = NULL;  /* DFA states as NFA state sets */
+    uint16_t *next = NULL;
+    uint8_t *accept = NULL;
+    size_t natoms;
+    f.st = malloc(S_NFA_MAX * sizeof(*f.st));
+    if (!atoms || !f.st || s_rx_parse(src, atoms, &natoms) < 0) {
+        goto done;
+    }
+    /* the NFA: atoms in sequence, each repeated min..max times */
+    int start = s_nfa_new(&f), cur = start;
+    for (size_t i = 0; i < natoms && !f.failed; i++) {
+        const s_rx_atom_t *a = &atoms[i];
+        for (size_t r = 0; r < a->min && !f.failed; r++) {
+            cur = s_nfa_atom(&f, a, cur);
+        }
+        if (a->max == SIZE_MAX) {
+            /* cur -> (atom -> back to loop) | exit */
+            int loop = s_nfa_new(&f), out = s_nfa_new(&f);
+            s_nfa_eps(&f, cur, loop);
+            int in = s_nfa_new(&f);
+            s_nfa_eps(&f, loop, in);
+            s_nfa_eps(&f, loop, out);
+            int back = s_nfa_atom(&f, a, in);
+            s_nfa_eps(&f, back, loop);
+            cur = out;
+        } else if (a->max > a->min) {
+            int out = s_nfa_new(&f);
+            for (size_t r = a->min; r < a->max && !f.failed; r++) {
+                int in = s_nfa_new(&f);
+                s_nfa_eps(&f, cur, in);
+                s_nfa_eps(&f, cur, out);
+                cur = s_nfa_atom(&f, a, in);
+            }
+            s_nfa_eps(&f, cur, out);
+            cur = out;
+        }
+    }
+    if (f.failed) {
+        goto done;
+    }
+    int final = cur;
+    /* byte classes: bytes that every NFA state treats alike; bytes >= 0x80 never match */
+    s_dfa_t d = { 0 };
+    int rep[256];
+    d.ncls = 1; /* class 0: the bytes no state consumes */
+    rep[0] = -1;
+    for (int b = 0; b < 256; b++) {
+        int used = 0;
+        for (int q = 0; q < f.n && !used && b < 128; q++) {
+            used = f.st[q].next >= 0 && (f.st[q].set[b >> 6] >> (b & 63) & 1);
+        }
+        if (!used) {
+            d.cls[b] = 0;
+            continue;
+        }
+        int c;
+        for (c = 1; c < d.ncls; c++) {
+            int same = 1;
+            for (int q = 0; q < f.n && same; q++) {
+                same = (f.st[q].set[b >> 6] >> (b & 63) & 1) ==
+                       (f.st[q].set[rep[c] >> 6] >> (rep[c] & 63) & 1);
+            }
+            if (same) {
+                break;
+            }
+        }
+        if (c == d.ncls) {
+            rep[d.ncls++] = b;
+        }
+        d.cls[b] = (uint8_t)c;
+    }
+    /* subset construction */
+    sets = calloc((size_t)S_DFA_MAX_STATES * S_NFA_WORDS, sizeof(*sets));
+    next = malloc((size_t)S_DFA_MAX_STATES * (size_t)d.ncls * sizeof(*next));
+    accept = calloc(S_DFA_MAX_STATES, 1);
+    if (!sets || !next || !accept) {
+        goto done;
+    }
+    int nd = 1;
+    s_nfa_close(&f, sets, start);
+    for (int i = 0; i < nd; i++) {
+        const uint64_t *si = sets + (size_t)i * S_NFA_WORDS;
+        accept[i] = (uint8_t)(si[final >> 6] >> (final & 63) & 1);
+        next[(size_t)i * (size_t)d.ncls] = S_DFA_DEAD;
+        for (int c = 1; c < d.ncls; c++) {
+            uint64_t to[S_NFA_WORDS] = { 0 };
+            int any = 0;
+            for (int q = 0; q < f.n; q++) {
+                const s_nstate_t *st = &f.st[q];
+                if ((si[q >> 6] >> (q & 63) & 1) && st->next >= 0 &&
+                    (st->set[rep[c] >> 6] >> (rep[c] & 63) & 1)) {
+                    s_nfa_close(&f, to, st->next);
+                    any = 1;
+                }
+            }
+            int t = S_DFA_DEAD;
+            if (any) {
+                for (t = 0; t < nd; t++) {
+                    if (!memcmp(sets + (size_t)t * S_NFA_WORDS, to, sizeof(to))) {
+                        break;
+                    }
+                }
+                if (t == nd) {
+                    if (nd == S_DFA_MAX_STATES) {
+                        goto done;
+                    }
+                    memcpy(sets + (size_t)nd * S_NFA_WORDS, to, sizeof(to));
+                    nd++;
+                }
+            }
+            next[(size_t)i * (size_t)d.ncls + (size_t)c] = (uint16_t)t;
+        }
+    }
+    dfa = s_alloc(s, sizeof(*dfa));
+    uint16_t *tab = s_alloc(s, (size_t)nd * (size_t)d.ncls * sizeof(*tab));
+    uint8_t *acc = s_alloc(s, (size_t)nd);
+    if (!dfa || !tab || !acc) {
+        dfa = NULL;
+        goto done;
+    }
+    memcpy(tab, next, (size_t)nd * (size_t)d.ncls * sizeof(*tab));
+    memcpy(acc, accept, (size_t)nd);
+    *dfa = d;
+    dfa->next = tab;
+    dfa->accept = acc;
+done:
+    free(atoms);
+    free(f.st);
+    free(f.extra);
+    free(sets);
+    free(next);
+    free(accept);
+    return dfa;
+}
+
+static inline int s_dfa_match(const s_dfa_t *d, const unsigned char *str, size_t len)
+{
+    unsigned st = 0;
+    for (size_t i = 0; i < len; i++) {
+        st = d->next[st * (unsigned)d->ncls + d->cls[str[i]]];
+        if (st == S_DFA_DEAD) {
+            return 0;
+        }
+    }
+    return d->accept[st];
 }
 
 static s_re_t *s_re_compile(em_schema_t *s, const char *src)
@@ -1136,6 +1710,7 @@ static s_re_t *s_re_compile(em_schema_t *s, const char *src)
     re->code = code;
     re->jit = jit;
     re->src = s_sdup(s, src);
+    re->dfa = s_dfa_compile(s, src);
     return re;
 }
 
@@ -1157,6 +1732,9 @@ static void s_md_init(void)
 
 static int s_re_match(const s_re_t *re, const char *str, size_t len)
 {
+    if (re->dfa) {
+        return s_dfa_match(re->dfa, (const unsigned char *)str, len);
+    }
     pthread_once(&s_md_once, s_md_init);
     pcre2_match_data *tl_md = pthread_getspecific(s_md_key);
     if (!tl_md) {
@@ -1377,6 +1955,35 @@ static s_node_t **s_compile_list(em_schema_t *s, json_t *arr, const s_info_t *in
     return l;
 }
 
+/* Lets "properties" check "required" when every required name is a property (see nreq). */
+static void s_fuse_required(s_kw_t *kws, size_t n)
+{
+    s_kw_t *req = NULL, *props = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (kws[i].op == K_REQUIRED) {
+            req = &kws[i];
+        } else if (kws[i].op == K_PROPS) {
+            props = &kws[i];
+        }
+    }
+    if (!req || !props || !props->tab) {
+        return;
+    }
+    for (size_t i = 0; i < req->n; i++) {
+        if (s_props_find(props, req->ents[i].key, req->ents[i].klen) < 0) {
+            return;
+        }
+    }
+    for (size_t i = 0; i < req->n; i++) {
+        long e = s_props_find(props, req->ents[i].key, req->ents[i].klen);
+        if (!props->ents[e].required) {
+            props->ents[e].required = 1;
+            props->nreq++;
+        }
+    }
+    req->by_props = 1;
+}
+
 #define S_NEED(x)                                                                                  \
     do {                                                                                           \
         if (!(x)) {                                                                                \
@@ -1404,6 +2011,7 @@ static int s_compile_kws(em_schema_t *s, s_node_t *node, json_t *j, const s_info
     if (!d7 && (v = json_object_get(j, "$dynamicRef"))) {
         S_NEED(json_is_string(v));
         S_NEED(k = s_kw_push(&kv, K_DYNREF, "$dynamicRef"));
+        s->has_dynref = 1;
         S_NEED(k->a = s_compile_ref(s, in->base, json_string_value(v), in));
         const char *h = strchr(json_string_value(v), '#');
         if (h && h[1] && h[1] != '/') {
@@ -1477,6 +2085,8 @@ static int s_compile_kws(em_schema_t *s, s_node_t *node, json_t *j, const s_info
                 S_NEED(k = s_kw_push(&kv, nums[i].op, nums[i].n));
                 k->val = v;
                 k->num = s_num(v);
+                k->dnum = (double)k->num;
+                k->num_exact = (long double)k->dnum == k->num;
             }
         }
         static const struct {
@@ -1689,6 +2299,7 @@ static int s_compile_kws(em_schema_t *s, s_node_t *node, json_t *j, const s_info
         }
     }
 done:
+    s_fuse_required(kv.v, kv.n);
     if (kv.n) {
         S_NEED(node->kws = s_alloc(s, kv.n * sizeof(s_kw_t)));
         memcpy(node->kws, kv.v, kv.n * sizeof(s_kw_t));
@@ -1792,6 +2403,136 @@ static void s_re_free_all(em_schema_t *s)
 
 static unsigned long s_seq;
 
+/* Sets n->qkws: kws with "type" (and "minItems", "maxItems") folded into "items", or "type"
+ * and a "required" that "properties" checks (by_props) folded into "properties".
+ * Returns 0 or -1. */
+static int s_fold_build(em_schema_t *s, s_node_t *n)
+{
+    n->qkws = n->kws;
+    n->nqkw = n->nkw;
+    if (n->boolean >= 0 || !n->nkw) {
+        return 0;
+    }
+    long type = -1, items = -1, props = -1, minit = -1, maxit = -1, req = -1;
+    for (size_t i = 0; i < n->nkw; i++) {
+        switch (n->kws[i].op) {
+        case K_TYPE:
+            type = (long)i;
+            break;
+        case K_ITEMS:
+            items = (long)i;
+            break;
+        case K_PROPS:
+            props = (long)i;
+            break;
+        case K_MINITEMS:
+            minit = (long)i;
+            break;
+        case K_MAXITEMS:
+            maxit = (long)i;
+            break;
+        case K_REQUIRED:
+            req = n->kws[i].by_props ? (long)i : -1;
+            break;
+        default:
+            break;
+        }
+    }
+    long host = items >= 0 ? items : props;
+    if (host < 0) {
+        return 0;
+    }
+    s_kw_t *q = s_alloc(s, n->nkw * sizeof(*q));
+    if (!q) {
+        return -1;
+    }
+    size_t nq = 0;
+    for (size_t i = 0; i < n->nkw; i++) {
+        long li = (long)i;
+        if (li == type || (items >= 0 && (li == minit || li == maxit)) ||
+            (items < 0 && li == req)) {
+            continue; /* folded into the host */
+        }
+        q[nq] = n->kws[i];
+        if (li == host) {
+            s_kw_t *h = &q[nq];
+            h->qmerged = 1;
+            h->qtype = type >= 0 ? n->kws[type].mask : 0;
+            h->qlo = 0;
+            h->qhi = SIZE_MAX;
+            if (items >= 0 && minit >= 0) {
+                h->qlo = n->kws[minit].n;
+            }
+            if (items >= 0 && maxit >= 0) {
+                h->qhi = n->kws[maxit].n;
+            }
+        }
+        nq++;
+    }
+    n->qkws = q;
+    n->nqkw = nq;
+    return 0;
+}
+
+/* Sets n->scalar when every keyword of n is one s_scalar_ok checks.  Returns 0 or -1. */
+static int s_scalar_build(em_schema_t *s, s_node_t *n)
+{
+    s_scalar_t sc = { 0 };
+    for (size_t i = 0; i < n->nkw; i++) {
+        const s_kw_t *k = &n->kws[i];
+        switch (k->op) {
+        case K_TYPE:
+            sc.type = k;
+            break;
+        case K_ENUM:
+            sc.enm = k;
+            break;
+        case K_PATTERN:
+            sc.pattern = k;
+            break;
+        case K_FORMAT:
+            sc.format = k;
+            break;
+        case K_MAXIMUM:
+        case K_EXMAXIMUM:
+        case K_MINIMUM:
+        case K_EXMINIMUM:
+            sc.bounds[sc.nbounds++] = k;
+            break;
+        case K_MAXLENGTH:
+        case K_MINLENGTH:
+            sc.lengths[sc.nlengths++] = k;
+            break;
+        default:
+            return 0;
+        }
+    }
+    sc.dbounds = 1;
+    sc.lo = -INFINITY;
+    sc.hi = INFINITY;
+    for (int i = 0; i < sc.nbounds; i++) {
+        const s_kw_t *k = sc.bounds[i];
+        int lower = k->op == K_MINIMUM || k->op == K_EXMINIMUM;
+        int ex = k->op == K_EXMINIMUM || k->op == K_EXMAXIMUM;
+        if (!k->num_exact) {
+            sc.dbounds = 0;
+        } else if (lower && (k->dnum > sc.lo || (k->dnum == sc.lo && ex))) {
+            sc.lo = k->dnum;
+            sc.lo_ex = ex;
+        } else if (!lower && (k->dnum < sc.hi || (k->dnum == sc.hi && ex))) {
+            sc.hi = k->dnum;
+            sc.hi_ex = ex;
+        }
+    }
+    s_scalar_t *p = s_alloc(s, sizeof(*p));
+    if (!p) {
+        return -1;
+    }
+    *p = sc;
+    n->scalar = p;
+    return 0;
+}
+
 em_schema_t *em_schema_compile(const json_t *schema, const em_schema_store_t *store,
                                const em_schema_opts_t *opts, char **err)
 {
@@ -1836,6 +2577,67 @@ em_schema_t *em_schema_compile(const json_t *schema, const em_schema_store_t *st
         }
         em_schema_destroy(&s);
         return NULL;
+    }
+    if (!s->has_dynref) {
+        /* Dynamic scopes matter only to $dynamicRef: without one, none is kept, and a
+         * schema that is only a "$ref" forwards to its target when no error is reported. */
+        for (size_t i = 0; i < s->nodes.cap; i++) {
+            s_node_t *n = s->nodes.vals[i];
+            if (!s->nodes.keys[i] || !n) {
+                continue;
+            }
+            n->res = NULL;
+            if (n->nkw == 1 && n->kws[0].op == K_REF && !n->uneval) {
+                n->fwd = n->kws[0].a;
+            }
+        }
+        for (size_t i = 0; i < s->nodes.cap; i++) {
+            s_node_t *n = s->nodes.vals[i];
+            if (s->nodes.keys[i] && n && !n->fwd && !n->uneval && n->nkw &&
+                s_scalar_build(s, n) < 0) {
+                s_set_err(s, "out of memory");
+                char *e = strdup(s->err);
+                if (err) {
+                    *err = e;
+                } else {
+                    free(e);
+                }
+                em_schema_destroy(&s);
+                return NULL;
+            }
+            if (!s->nodes.keys[i] || !n || !n->fwd) {
+                continue;
+            }
+            const s_node_t *t = n;
+            int hops = 0;
+            while (t->fwd && hops < 64) {
+                t = t->fwd;
+                hops++;
+            }
+            if (!t->fwd) {
+                n->fwd_end = t;
+                n->fwd_hops = hops;
+            }
+        }
+        for (size_t i = 0; i < s->nodes.cap; i++) {
+            s_node_t *n = s->nodes.vals[i];
+            if (!s->nodes.keys[i] || !n) {
+                continue;
+            }
+            if (n->scalar) {
+                n->qs = n->scalar;
+            } else if (n->fwd_end && n->fwd_end->scalar) {
+                n->qs = n->fwd_end->scalar;
+                n->qs_hops = n->fwd_hops;
+            }
+            if (s_fold_build(s, n) < 0) {
+                if (err) {
+                    *err = strdup("out of memory");
+                }
+                em_schema_destroy(&s);
+                return NULL;
+            }
+        }
     }
     return s;
 }
@@ -2553,6 +3355,7 @@ typedef struct {
     json_t *errors;
     int depth;
     int internal;
+    int quick; /* no $dynamicRef in the schema: s_check may take over (see s_validate) */
 } s_ctx_t;
 
 static void s_ann_init(s_ann_t *a)
@@ -2896,7 +3699,8 @@ static int s_eval_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst, const s_pa
         return s_validate(c, t, inst, ip, &ks, sc, a);
     }
     case K_TYPE:
-        if (k->mask & s_inst_type(inst)) {
+        if (json_is_real(inst) ? (k->mask & T_NUMBER) || (k->mask & s_inst_type(inst))
+                               : (k->mask & s_inst_type(inst))) {
             return 1;
         }
         if (c->errors) {
@@ -2974,7 +3778,12 @@ static int s_eval_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst, const s_pa
         if (!json_is_string(inst)) {
             return 1;
         }
-        size_t l = s_cp_len(json_string_value(inst), json_string_length(inst));
+        /* a string of b bytes has between (b + 3) / 4 and b code points */
+        size_t b = json_string_length(inst);
+        if (k->op == K_MAXLENGTH ? b <= k->n : (b + 3) / 4 >= k->n) {
+            return 1;
+        }
+        size_t l = s_cp_len(json_string_value(inst), b);
         if (k->op == K_MAXLENGTH ? l <= k->n : l >= k->n) {
             return 1;
         }
@@ -3041,7 +3850,7 @@ static int s_eval_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst, const s_pa
         return 1;
     }
     case K_REQUIRED: {
-        if (!json_is_object(inst)) {
+        if (!json_is_object(inst) || (k->by_props && !c->errors)) {
             return 1;
         }
         int ok = 1;
@@ -3209,11 +4018,15 @@ static int s_eval_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst, const s_pa
             return 1;
         }
         int ok = 1;
+        size_t nreq = c->errors ? 0 : k->nreq, seen = 0; /* required members to meet, met */
         if (!k->n2 && !k->a && json_object_size(inst) > k->n) {
             /* only "properties", and fewer of them than the instance has members */
             for (size_t i = 0; i < k->n; i++) {
                 json_t *v = json_object_getn(inst, k->ents[i].key, k->ents[i].klen);
                 if (!v) {
+                    if (k->ents[i].required && nreq) {
+                        return 0;
+                    }
                     continue;
                 }
                 s_ann_key(a, k->ents[i].key);
@@ -3228,6 +4041,9 @@ static int s_eval_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst, const s_pa
             }
             return ok;
         }
+        if (nreq && json_object_size(inst) < nreq) {
+            return 0;
+        }
         /* one pass over the instance's members */
         for (void *it = json_object_iter((json_t *)inst); it;
              it = json_object_iter_next((json_t *)inst, it)) {
@@ -3238,6 +4054,7 @@ static int s_eval_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst, const s_pa
             long e = s_props_find(k, key, klen);
             int matched = e >= 0;
             if (matched) {
+                seen += (size_t)k->ents[e].required;
                 s_ann_key(a, key);
                 s_path_t csp = { &ks, key, 0 };
                 if (!s_validate(c, k->ents[e].node, v, &cip, &csp, sc, NULL)) {
@@ -3277,7 +4094,7 @@ static int s_eval_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst, const s_pa
                 }
             }
         }
-        return ok;
+        return seen == nreq ? ok : 0;
     }
     case K_PROPNAMES: {
         if (!json_is_object(inst)) {
@@ -3431,21 +4248,378 @@ static int s_eval_kw(s_ctx_t *c, const s_kw_t *k, const json_t *inst, const s_pa
     return 1;
 }
 
-static int s_validate(s_ctx_t *c, const s_node_t *n, const json_t *inst, const s_path_t *ip,
-                      const s_path_t *sp, const s_scope_t *sc, s_ann_t *ann)
+/* s_validate without errors, annotations or dynamic scope: the pass that decides validity
+ * (used when no error is wanted, no annotation is collected and the schema has no
+ * $dynamicRef).  The hot keywords are evaluated here; the others through s_eval_kw. */
+static int s_check(s_ctx_t *c, const s_node_t *n, const json_t *inst);
+
+/* s_inst_type of each Jansson type but reals (whose T_INT depends on the value) */
+static const unsigned s_type_bits[] = {
+    [JSON_OBJECT] = T_OBJECT,          [JSON_ARRAY] = T_ARRAY, [JSON_STRING] = T_STRING,
+    [JSON_INTEGER] = T_INT | T_NUMBER, [JSON_REAL] = 0,        [JSON_TRUE] = T_BOOL,
+    [JSON_FALSE] = T_BOOL,             [JSON_NULL] = T_NULL,
+};
+
+/* x compared with the bound of k (maximum, exclusiveMaximum, minimum, exclusiveMinimum) */
+static inline int s_bound_ok(const s_kw_t *k, const json_t *inst)
 {
-    if (n->boolean == 1) {
+    if (k->num_exact && (json_is_real(inst) || (json_integer_value(inst) <= (1LL << 53) &&
+                                                 json_integer_value(inst) >= -(1LL << 53)))) {
+        /* both exact as doubles: the same comparison as in long double */
+        double x = json_is_real(inst) ? json_real_value(inst) : (double)json_integer_value(inst);
+        return k->op == K_MAXIMUM     ? x <= k->dnum
+               : k->op == K_EXMAXIMUM ? x < k->dnum
+               : k->op == K_MINIMUM   ? x >= k->dnum
+                                      : x > k->dnum;
+    }
+    long double x = s_num(inst);
+    return k->op == K_MAXIMUM     ? x <= k->num
+           : k->op == K_EXMAXIMUM ? x < k->num
+           : k->op == K_MINIMUM   ? x >= k->num
+                                  : x > k->num;
+}
+
+
+/* The keywords of a scalar node (see s_scalar_build), none of which reaches another schema. */
+static int s_scalar_ok(s_ctx_t *c, const s_scalar_t *sc, const json_t *inst)
+{
+    json_type t = json_typeof(inst);
+    if (sc->type) {
+        unsigned mask = sc->type->mask;
+        if (t != JSON_REAL ? !(mask & s_type_bits[t])
+                           : !(mask & T_NUMBER) && !(mask & s_inst_type(inst))) {
+            return 0;
+        }
+    }
+    if (t == JSON_STRING) {
+        const char *str = json_string_value(inst);
+        size_t len = json_string_length(inst);
+        for (int i = 0; i < sc->nlengths; i++) {
+            const s_kw_t *k = sc->lengths[i];
+            if (k->op == K_MAXLENGTH ? len > k->n : (len + 3) / 4 < k->n) {
+                size_t l = s_cp_len(str, len);
+                if (k->op == K_MAXLENGTH ? l > k->n : l < k->n) {
+                    return 0;
+                }
+            }
+        }
+        if (sc->enm && s_props_find(sc->enm, str, len) < 0) {
+            return 0;
+        }
+        if (sc->pattern && s_re_match(sc->pattern->re, str, len) != 1) {
+            return 0;
+        }
+        return !sc->format || s_format_ok(sc->format->fmt, inst);
+    }
+    if (t == JSON_INTEGER || t == JSON_REAL) {
+        if (!sc->nbounds) {
+            return !sc->enm || s_eval_kw(c, sc->enm, inst, NULL, NULL, NULL, NULL);
+        }
+        if (sc->dbounds) {
+            double x;
+            if (t == JSON_REAL) {
+                x = json_real_value(inst);
+            } else {
+                json_int_t v = json_integer_value(inst);
+                if (v > (1LL << 53) || v < -(1LL << 53)) {
+                    goto each;
+                }
+                x = (double)v;
+            }
+            /* both sides exact doubles: as the long double comparisons of s_eval_kw */
+            if (sc->lo_ex ? !(x > sc->lo) : !(x >= sc->lo)) {
+                return 0;
+            }
+            if (sc->hi_ex ? !(x < sc->hi) : !(x <= sc->hi)) {
+                return 0;
+            }
+            return !sc->enm || s_eval_kw(c, sc->enm, inst, NULL, NULL, NULL, NULL);
+        }
+    each:
+        for (int i = 0; i < sc->nbounds; i++) {
+            if (!s_bound_ok(sc->bounds[i], inst)) {
+                return 0;
+            }
+        }
+    }
+    return !sc->enm || s_eval_kw(c, sc->enm, inst, NULL, NULL, NULL, NULL);
+}
+
+/* s_check of a subschema, a scalar one without the call (the same depth limit). */
+static inline int s_check_sub(s_ctx_t *c, const s_node_t *n, const json_t *inst)
+{
+    if (n->qs && c->depth + n->qs_hops < S_MAX_DEPTH) {
+        return s_scalar_ok(c, n->qs, inst);
+    }
+    return s_check(c, n, inst);
+}
+
+/* "type" with mask on inst */
+static inline int s_type_ok(unsigned mask, const json_t *inst)
+{
+    json_type t = json_typeof(inst);
+    if (t != JSON_REAL) {
+        return (mask & s_type_bits[t]) != 0;
+    }
+    return (mask & T_NUMBER) || (mask & s_inst_type(inst));
+}
+
+static inline __attribute__((always_inline)) int s_check_kw(s_ctx_t *c, const s_kw_t *k,
+                                                             const json_t *inst)
+{
+    switch (k->op) {
+    case K_REF:
+        return s_check_sub(c, k->a, inst);
+    case K_TYPE: {
+        json_type t = json_typeof(inst);
+        if (t != JSON_REAL) {
+            return (k->mask & s_type_bits[t]) != 0;
+        }
+        return (k->mask & T_NUMBER) || (k->mask & s_inst_type(inst));
+    }
+    case K_CONST:
+        return s_equal(k->val, inst);
+    case K_MAXLENGTH:
+    case K_MINLENGTH: {
+        if (!json_is_string(inst)) {
+            return 1;
+        }
+        size_t b = json_string_length(inst);
+        if (k->op == K_MAXLENGTH ? b <= k->n : (b + 3) / 4 >= k->n) {
+            return 1;
+        }
+        size_t l = s_cp_len(json_string_value(inst), b);
+        return k->op == K_MAXLENGTH ? l <= k->n : l >= k->n;
+    }
+    case K_ENUM:
+        if (json_is_string(inst)) {
+            return s_props_find(k, json_string_value(inst), json_string_length(inst)) >= 0;
+        }
+        break;
+    case K_MAXIMUM:
+    case K_EXMAXIMUM:
+    case K_MINIMUM:
+    case K_EXMINIMUM:
+        return !json_is_number(inst) || s_bound_ok(k, inst);
+    case K_PATTERN:
+        return !json_is_string(inst) ||
+               s_re_match(k->re, json_string_value(inst), json_string_length(inst)) == 1;
+    case K_FORMAT:
+        return s_format_ok(k->fmt, inst);
+    case K_MAXITEMS:
+    case K_MINITEMS: {
+        if (!json_is_array(inst)) {
+            return 1;
+        }
+        size_t l = json_array_size(inst);
+        return k->op == K_MAXITEMS ? l <= k->n : l >= k->n;
+    }
+    case K_REQUIRED:
+        if (k->by_props || !json_is_object(inst)) {
+            return 1;
+        }
+        for (size_t i = 0; i < k->n; i++) {
+            if (!json_object_getn(inst, k->ents[i].key, k->ents[i].klen)) {
+                return 0;
+            }
+        }
+        return 1;
+    case K_ALLOF:
+        for (size_t i = 0; i < k->n; i++) {
+            if (!s_check(c, k->list[i], inst)) {
+                return 0;
+            }
+        }
+        return 1;
+    case K_ANYOF:
+    case K_ONEOF: {
+        size_t count = 0;
+        for (size_t i = 0; i < k->n; i++) {
+            count += (size_t)s_check(c, k->list[i], inst);
+            if (c->internal || (count && k->op == K_ANYOF) || count > 1) {
+                break;
+            }
+        }
+        return k->op == K_ANYOF ? count >= 1 : count == 1;
+    }
+    case K_NOT:
+        return !s_check(c, k->a, inst);
+    case K_IF: {
+        int r = s_check(c, k->a, inst);
+        if (c->internal) {
+            return 0;
+        }
+        if (r && k->b) {
+            return s_check(c, k->b, inst);
+        }
+        if (!r && k->c) {
+            return s_check(c, k->c, inst);
+        }
         return 1;
     }
-    if (n->boolean == 0) {
-        s_err(c, ip, sp, "false", "no value is allowed here");
-        return 0;
+    case K_PROPS: {
+        if (!json_is_object(inst)) {
+            return !k->qtype || s_type_ok(k->qtype, inst);
+        }
+        if (k->qtype && !(k->qtype & T_OBJECT)) {
+            return 0;
+        }
+        size_t size = json_object_size(inst);
+        if (!k->n2 && !k->a && size > k->n) {
+            /* only "properties", and fewer of them than the instance has members */
+            for (size_t i = 0; i < k->n; i++) {
+                json_t *v = json_object_getn(inst, k->ents[i].key, k->ents[i].klen);
+                if (!v) {
+                    if (k->ents[i].required) {
+                        return 0;
+                    }
+                } else if (!s_check_sub(c, k->ents[i].node, v)) {
+                    return 0;
+                }
+            }
+            return 1;
+        }
+        if (size < k->nreq) {
+            return 0;
+        }
+        size_t seen = 0;
+        for (void *it = json_object_iter((json_t *)inst); it;
+             it = json_object_iter_next((json_t *)inst, it)) {
+            const char *key = json_object_iter_key(it);
+            size_t klen = json_object_iter_key_len(it);
+            json_t *v = json_object_iter_value(it);
+            long e = s_props_find(k, key, klen);
+            int matched = e >= 0;
+            if (matched) {
+                seen += (size_t)k->ents[e].required;
+                if (!s_check_sub(c, k->ents[e].node, v)) {
+                    return 0;
+                }
+            }
+            for (size_t p = 0; p < k->n2; p++) {
+                int m = s_re_match(k->pents[p].re, key, klen);
+                if (m == 1) {
+                    matched = 1;
+                    if (!s_check_sub(c, k->pents[p].node, v)) {
+                        return 0;
+                    }
+                }
+            }
+            if (!matched && k->a && !s_check(c, k->a, v)) {
+                return 0;
+            }
+        }
+        return seen == k->nreq;
     }
-    if (c->depth >= S_MAX_DEPTH) {
+    case K_ITEMS: {
+        if (!json_is_array(inst)) {
+            return !k->qtype || s_type_ok(k->qtype, inst);
+        }
+        size_t n = json_array_size(inst);
+        if (k->qmerged && ((k->qtype && !(k->qtype & T_ARRAY)) || n < k->qlo || n > k->qhi)) {
+            return 0;
+        }
+        size_t np = k->n < n ? k->n : n;
+        for (size_t i = 0; i < np; i++) {
+            if (!s_check_sub(c, k->list[i], json_array_get(inst, i))) {
+                return 0;
+            }
+        }
+        if (k->a) {
+            for (size_t i = np; i < n; i++) {
+                if (!s_check_sub(c, k->a, json_array_get(inst, i))) {
+                    return 0;
+                }
+            }
+        }
+        return 1;
+    }
+    default:
+        break;
+    }
+    return s_eval_kw(c, k, inst, NULL, NULL, NULL, NULL);
+}
+
+static int s_check(s_ctx_t *c, const s_node_t *n, const json_t *inst)
+{
+    int hops = 0;
+    if (n->fwd_end) {
+        hops = n->fwd_hops;
+        n = n->fwd_end;
+        if (c->depth + hops >= S_MAX_DEPTH) {
+            c->internal = 1;
+            return 0;
+        }
+    }
+    while (n->fwd) {
+        n = n->fwd;
+        if (c->depth + ++hops >= S_MAX_DEPTH) {
+            c->internal = 1;
+            return 0;
+        }
+    }
+    if (n->boolean >= 0) {
+        return n->boolean;
+    }
+    if (n->scalar) {
+        if (c->depth + hops >= S_MAX_DEPTH) {
+            c->internal = 1;
+            return 0;
+        }
+        return s_scalar_ok(c, n->scalar, inst);
+    }
+    if (n->uneval) {
+        /* its own annotations are needed */
+        c->depth += hops;
+        int r = s_validate(c, n, inst, NULL, NULL, NULL, NULL);
+        c->depth -= hops;
+        return r;
+    }
+    if (c->depth + hops >= S_MAX_DEPTH) {
         c->internal = 1;
         return 0;
     }
-    c->depth++;
+    c->depth += hops + 1;
+    int ok = 1;
+    for (size_t i = 0; i < n->nqkw; i++) {
+        if (!s_check_kw(c, &n->qkws[i], inst) || c->internal) {
+            ok = 0;
+            break;
+        }
+    }
+    c->depth -= hops + 1;
+    return ok && !c->internal;
+}
+
+static int s_validate(s_ctx_t *c, const s_node_t *n, const json_t *inst, const s_path_t *ip,
+                      const s_path_t *sp, const s_scope_t *sc, s_ann_t *ann)
+{
+    if (!c->errors && !ann && c->quick && !n->uneval) {
+        return s_check(c, n, inst);
+    }
+    int hops = 0;
+    if (!c->errors) {
+        /* each "$ref" passed counts as the level it would have taken */
+        while (n->fwd) {
+            n = n->fwd;
+            if (c->depth + ++hops >= S_MAX_DEPTH) {
+                c->internal = 1;
+                return 0;
+            }
+        }
+    }
+    if (n->boolean >= 0) {
+        if (n->boolean == 1) {
+            return 1;
+        }
+        s_err(c, ip, sp, "false", "no value is allowed here");
+        return 0;
+    }
+    if (c->depth + hops >= S_MAX_DEPTH) {
+        c->internal = 1;
+        return 0;
+    }
+    c->depth += hops + 1;
     s_scope_t here;
     if (n->res && (!sc || sc->res != n->res)) {
         here.up = sc;
@@ -3476,7 +4650,7 @@ static int s_validate(s_ctx_t *c, const s_node_t *n, const json_t *inst, const s
         }
         s_ann_free(&local);
     }
-    c->depth--;
+    c->depth -= hops + 1;
     return ok && !c->internal;
 }
 
@@ -3485,8 +4659,21 @@ int em_schema_validate(const em_schema_t *schema, const json_t *instance, json_t
     if (!schema || !instance) {
         return -1;
     }
-    s_ctx_t c = { .errors = json_is_array(errors) ? errors : NULL };
-    int r = s_validate(&c, schema->root, instance, NULL, NULL, NULL, NULL);
+    /* A first pass reports nothing and stops at the first failure; only an instance that
+     * fails it is evaluated again to build its errors (a valid instance takes the same path
+     * through the schema either way). */
+    s_ctx_t q = { .errors = NULL, .quick = !schema->has_dynref };
+    int r = q.quick && !schema->root->uneval
+                ? s_check(&q, schema->root, instance)
+                : s_validate(&q, schema->root, instance, NULL, NULL, NULL, NULL);
+    if (r == 1 && !q.internal) {
+        return 1;
+    }
+    if (!json_is_array(errors)) {
+        return q.internal ? -1 : r;
+    }
+    s_ctx_t c = { .errors = errors };
+    r = s_validate(&c, schema->root, instance, NULL, NULL, NULL, NULL);
     if (c.internal) {
         if (c.errors) {
             em_errors_add(c.errors, "", "schema", "schema recursion deeper than %d levels",

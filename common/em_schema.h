@@ -62,7 +62,9 @@ void em_schema_destroy(em_schema_t **schema);
  * "keyword", "schemaPath": keyword location (JSON Pointer through the schema, through "$ref"),
  * "message"}.  Failures inside anyOf, oneOf, not, if and contains are summed up by one error
  * at that keyword; "required" points at the object and names the property in its message.
- * With errors == NULL evaluation stops at the first failure.  A valid instance costs no
+ * With errors == NULL evaluation stops at the first failure; with errors, the instance is
+ * first checked that way and only one that fails is evaluated again to build its errors
+ * (the errors are the same as one full evaluation gives).  A valid instance costs no
  * allocation, except one string per member under "propertyNames" and, past 16 names or
  * indexes per object or array, the annotation lists of "unevaluated*". */
 int em_schema_validate(const em_schema_t *schema, const json_t *instance, json_t *errors);

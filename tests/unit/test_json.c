@@ -661,6 +661,130 @@ static void test_jsontestsuite_transform(void **state)
     assert_int_equal(passed, 22);
 }
 
+/* em_json_parse reads text with its own single-pass parser and hands what that parser does
+ * not handle to json_loadb: the outcome must be exactly json_loadb's (JSON_REJECT_DUPLICATES |
+ * JSON_DECODE_ANY, raw NUL refused): the same value (types, numbers, strings, member order, as
+ * json_dumps prints them) or a refusal with the same message. */
+static int s_diff_one(const char *buf, size_t len, const char *what)
+{
+    json_error_t jerr;
+    json_t *want = memchr(buf, '\0', len)
+                       ? NULL
+                       : json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    json_t *errors = NULL;
+    json_t *got = em_json_parse(buf, len, -1, &errors);
+    int bad = 0;
+    if (!want != !got) {
+        bad = 1;
+    } else if (want) {
+        char *a = json_dumps(want, JSON_ENCODE_ANY | JSON_COMPACT);
+        char *b = json_dumps(got, JSON_ENCODE_ANY | JSON_COMPACT);
+        bad = !a || !b || strcmp(a, b) != 0;
+        free(a);
+        free(b);
+    } else if (!memchr(buf, '\0', len) && em_utf8_valid(jerr.text, strlen(jerr.text))) {
+        /* (em_errors_add writes invalid UTF-8 in a message as '?') */
+        char msg[400];
+        snprintf(msg, sizeof msg, "invalid JSON at line %d, column %d: %s", jerr.line,
+                 jerr.column, jerr.text);
+        const char *m = json_string_value(json_object_get(json_array_get(errors, 0), "message"));
+        bad = !m || strcmp(m, msg) != 0;
+    }
+    if (bad) {
+        print_message("parse differs from json_loadb: %s\n", what);
+    }
+    json_decref(want);
+    json_decref(got);
+    json_decref(errors);
+    return bad;
+}
+
+static int s_diff_dir(const char *sub, size_t *files)
+{
+    char dir[1024];
+    int bad = 0;
+    snprintf(dir, sizeof dir, "%s/%s", s_shared(), sub);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        if (n < 6 || strcmp(de->d_name + n - 5, ".json") != 0) {
+            continue;
+        }
+        char path[2048];
+        size_t len = 0;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        char *buf = s_read_file(path, &len);
+        assert_non_null(buf);
+        bad += s_diff_one(buf, len, de->d_name);
+        /* and every prefix of the small files: truncated text at each position */
+        for (size_t k = 0; len <= 64 && k < len; k++) {
+            bad += s_diff_one(buf, k, de->d_name);
+        }
+        free(buf);
+        (*files)++;
+    }
+    closedir(d);
+    return bad;
+}
+
+static void test_parse_same_as_jansson(void **state)
+{
+    (void) state;
+    static const char *const cases[] = {
+        "{\"specversion\":\"1.0\",\"id\":\"a-1\",\"data\":{\"q\":[1,2.5,-0,-0.0,1e3,1E-3,2e+2],"
+        "\"t\":true,\"f\":false,\"n\":null,\"s\":\"\",\"o\":{},\"a\":[]}}",
+        " \t\r\n[ 1 , { \"a\" : [ ] } ] \n",
+        "\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"",
+        "\"\\u0041\\u00e9\\u20AC\\ud83d\\ude00 caf\xc3\xa9 \xf0\x9f\x98\x80 \x7f\"",
+        "{\"k\\u00e9y\":1,\"k\\u00e9z\":2}",
+        "{\"a\":1,\"\\u0061\":2}",
+        "{\"a\":{\"b\":1,\"b\":2}}",
+        "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"", "\"\\ud800x\"", "\"\\u00\"",
+        "\"\\u0000\"", "\"\\x\"", "\"a\x01\"", "\"\xc0\xaf\"", "\"\xed\xa0\x80\"", "\"\xf4\x90\x80\x80\"",
+        "123456789012345678", "-123456789012345678", "1234567890123456789",
+        "9223372036854775807", "-9223372036854775808", "9223372036854775808",
+        "-9223372036854775809", "1e400", "-1e400", "1e-400", "0.1", "-0.000001e-5",
+        "1.7976931348623157e308", "4.9e-324", "01", "-01", "1.", ".5", "+1", "1e", "1e+",
+        "-", "--1", "1.5e3.2", "0x10", "Infinity", "NaN", "tru", "nul", "fals", "truex",
+        "[1,]", "{\"a\":1,}", "{\"a\"}", "{\"a\":}", "{1:2}", "[1 2]", "{\"a\":1 \"b\":2}",
+        "[", "{", "]", "}", "", " ", "[]]", "{}}", "[]x", "\xef\xbb\xbf[]", "[\"a\"\x00]",
+        "{\"a\\u0000\":1}", "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+    };
+    int bad = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        bad += s_diff_one(cases[i], strlen(cases[i]), cases[i]);
+    }
+    /* a NUL byte inside the text */
+    bad += s_diff_one("[\"a\0\"]", 6, "NUL in a string");
+    /* a key with escapes longer than the key buffer */
+    char key[800];
+    size_t n = 0;
+    n += (size_t) snprintf(key + n, sizeof key - n, "{\"");
+    for (int i = 0; i < 100; i++) {
+        n += (size_t) snprintf(key + n, sizeof key - n, "\\u00e9");
+    }
+    snprintf(key + n, sizeof key - n, "\":\"\\n\",\"x\":1}");
+    bad += s_diff_one(key, strlen(key), "long escaped key");
+    /* nesting deeper than the single-pass parser goes */
+    size_t deep = 3000;
+    char *d = malloc(2 * deep);
+    assert_non_null(d);
+    memset(d, '[', deep);
+    memset(d + deep, ']', deep);
+    bad += s_diff_one(d, 2 * deep, "3000 levels");
+    bad += s_diff_one(d + deep - 1500, 3000, "1500 levels");
+    free(d);
+    size_t files = 0;
+    bad += s_diff_dir("testdata/jsontestsuite/test_parsing", &files);
+    bad += s_diff_dir("testdata/jsontestsuite/test_transform", &files);
+    print_message("parse vs json_loadb: %zu cases, %zu files, %d differences\n",
+                  sizeof cases / sizeof cases[0] + 5, files, bad);
+    assert_true(files >= 318);
+    assert_int_equal(bad, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -675,6 +799,7 @@ int main(void)
         cmocka_unit_test(test_split_array),
         cmocka_unit_test(test_jsontestsuite),
         cmocka_unit_test(test_jsontestsuite_transform),
+        cmocka_unit_test(test_parse_same_as_jansson),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,6 +14,9 @@
 #include <string.h>
 
 #include "em_json.h"
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
 #include "em_schema.h"
 
 /* Floors: the pass counts reached; a regression makes the test fail.
@@ -413,6 +416,7 @@ static void test_recursion_limit(void **state)
     json_t *errors = em_errors_new();
     assert_int_equal(em_schema_validate(s, json_true(), errors), -1);
     assert_true(json_array_size(errors) >= 1);
+    assert_int_equal(em_schema_validate(s, json_true(), NULL), -1);
     json_decref(errors);
     json_decref(schema);
     em_schema_destroy(&s);
@@ -424,6 +428,324 @@ typedef struct {
     json_t *good, *bad;
     int wrong;
 } s_thr_t;
+
+/* "required" names that are all "properties": the same verdict with and without an error
+ * list, and the same "required" errors, whichever way the members are looked up (fewer or more
+ * members than properties, extra members, patternProperties, a name listed twice). */
+static void test_required_with_properties(void **state)
+{
+    (void)state;
+    static const char *const schemas[] = {
+        "{\"properties\":{\"a\":{},\"b\":{\"type\":\"integer\"}},\"required\":[\"a\",\"b\"]}",
+        "{\"properties\":{\"a\":{},\"b\":{}},\"required\":[\"b\",\"a\",\"b\"]}",
+        "{\"properties\":{\"a\":{},\"b\":{}},\"patternProperties\":{\"^x\":{}},\"required\":[\"a\",\"b\"]}",
+        "{\"properties\":{\"a\":{},\"b\":{}},\"additionalProperties\":true,\"required\":[\"a\",\"b\"]}",
+        "{\"properties\":{\"a\":{}},\"required\":[\"a\",\"c\"]}",
+    };
+    static const struct {
+        const char *inst;
+        int valid[5];
+        size_t nreq[5]; /* "required" errors expected */
+    } cases[] = {
+        { "{\"a\":1,\"b\":2}", { 1, 1, 1, 1, 0 }, { 0, 0, 0, 0, 1 } },
+        { "{\"a\":1}", { 0, 0, 0, 0, 0 }, { 1, 2, 1, 1, 1 } },
+        { "{}", { 0, 0, 0, 0, 0 }, { 2, 3, 2, 2, 2 } },
+        { "{\"a\":1,\"c\":2,\"d\":3}", { 0, 0, 0, 0, 1 }, { 1, 2, 1, 1, 0 } },
+        { "{\"a\":1,\"b\":2,\"c\":3}", { 1, 1, 1, 1, 1 }, { 0, 0, 0, 0, 0 } },
+        { "{\"x1\":1,\"x2\":2,\"b\":3}", { 0, 0, 0, 0, 0 }, { 1, 1, 1, 1, 2 } },
+        { "{\"a\":1,\"b\":\"s\"}", { 0, 1, 1, 1, 0 }, { 0, 0, 0, 0, 1 } },
+        { "[1]", { 1, 1, 1, 1, 1 }, { 0, 0, 0, 0, 0 } },
+    };
+    for (size_t i = 0; i < sizeof schemas / sizeof *schemas; i++) {
+        json_t *schema = json_loads(schemas[i], 0, NULL);
+        em_schema_t *s = em_schema_compile(schema, NULL, NULL, NULL);
+        assert_non_null(s);
+        for (size_t j = 0; j < sizeof cases / sizeof *cases; j++) {
+            json_t *inst = json_loads(cases[j].inst, JSON_DECODE_ANY, NULL);
+            json_t *errors = em_errors_new();
+            int quiet = em_schema_validate(s, inst, NULL);
+            int loud = em_schema_validate(s, inst, errors);
+            size_t nreq = 0, k;
+            json_t *e;
+            json_array_foreach(errors, k, e)
+            {
+                nreq += strcmp(json_string_value(json_object_get(e, "keyword")), "required") == 0;
+            }
+            if (quiet != cases[j].valid[i] || loud != quiet || nreq != cases[j].nreq[i] ||
+                (loud == 1) != (json_array_size(errors) == 0)) {
+                print_message("schema %zu, instance %s: %d %d, %zu required errors\n", i,
+                              cases[j].inst, quiet, loud, nreq);
+            }
+            assert_int_equal(quiet, cases[j].valid[i]);
+            assert_int_equal(loud, quiet);
+            assert_int_equal(nreq, cases[j].nreq[i]);
+            assert_int_equal(loud == 1, json_array_size(errors) == 0);
+            json_decref(errors);
+            json_decref(inst);
+        }
+        em_schema_destroy(&s);
+        json_decref(schema);
+    }
+}
+
+/* "pattern" answers as PCRE2 (UTF, $ only at the end) does for patterns that need no
+ * translation from ECMA-262 (anchored or not, groups, classes, quantifiers, backtracking):
+ * every pattern against every string. */
+static void test_pattern_same_as_pcre2(void **state)
+{
+    (void)state;
+    static const char *const patterns[] = {
+        "^[a-z0-9][a-z0-9-]{0,63}$",
+        "^PK-(BA|SD|PB|KP|GB|JK|IS)/(RL|EL|MDRL|ML|SSPL|SSML|QL)-[0-9A-Za-z/-]{1,32}$",
+        "^[A-Z]{2}$", "^\\d{4}-\\d{2}$", "^(a|ab)+c$", "^(a|ab|)*$", "^(?:x|y){2,3}z?$",
+        "^a*a*a*a*a*a*a*a*a*a*a*a*b$", "^[\\-\\]\\\\.]+$", "^[a-]+$", "^$", "^a?$", "^\\.\\*\\$$",
+        "^(ab){2}$", "^[0-9]{3,}$", "^x{0}y$", "^(a|b)(c|d)?e+$", "^(|a)b$",
+        "a+", "^a", "b$", "^[^a]$", "^.$", "^a+?$", "^\\w+$", "^(a(b))$", "^a|b$", "^\\s$",
+        "^[[:alpha:]]$", "^\\p{L}+$", "^caf\xc3\xa9$", "^a{2,1}$",
+    };
+    static const char *const strings[] = {
+        "", "a", "b", "ab", "abc", "aabc", "abab", "xxz", "xyx", "xyxy", "duddar", "-duddar",
+        "PK-BA/ML-EXAMPLE", "PK-BA/ML-", "PK-XX/ML-1", "PK-SD/SSML-a/b-c", "PK", "pk", "PKR",
+        "2017-09", "2017-9", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaab", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "-]\\.", "a-a", ".*$", "123", "12", "y", "ace", "bdeee", "ade", "caf\xc3\xa9", "\xc3\xa9",
+        "a\n", "\n", "ab\nab", "x", "yy",
+    };
+    size_t checked = 0;
+    for (size_t i = 0; i < sizeof patterns / sizeof *patterns; i++) {
+        int errcode;
+        PCRE2_SIZE erroff;
+        pcre2_code *code = pcre2_compile((PCRE2_SPTR)patterns[i], PCRE2_ZERO_TERMINATED,
+                                         PCRE2_UTF | PCRE2_DOLLAR_ENDONLY, &errcode, &erroff, NULL);
+        json_t *schema = json_pack("{s:s}", "pattern", patterns[i]);
+        em_schema_t *s = em_schema_compile(schema, NULL, NULL, NULL);
+        assert_true((code != NULL) == (s != NULL));
+        if (!code) {
+            json_decref(schema);
+            continue;
+        }
+        pcre2_match_data *md = pcre2_match_data_create_from_pattern(code, NULL);
+        for (size_t j = 0; j < sizeof strings / sizeof *strings; j++) {
+            int want = pcre2_match(code, (PCRE2_SPTR)strings[j], strlen(strings[j]), 0, 0, md,
+                                   NULL) >= 0;
+            json_t *inst = json_string(strings[j]);
+            int got = em_schema_validate(s, inst, NULL);
+            if (got != want) {
+                print_message("pattern %s on \"%s\": %d, PCRE2 %d\n", patterns[i], strings[j],
+                              got, want);
+            }
+            assert_int_equal(got, want);
+            json_decref(inst);
+            checked++;
+        }
+        pcre2_match_data_free(md);
+        pcre2_code_free(code);
+        em_schema_destroy(&s);
+        json_decref(schema);
+    }
+    print_message("patterns vs PCRE2: %zu checks\n", checked);
+    assert_true(checked > 1000);
+}
+
+/* Numeric bounds, alone and combined, near 2^53 and beyond: the same verdict with and
+ * without an error list.  (Values are chosen so that the answer does not depend on long double
+ * having more than 53 bits: valgrind computes long double as double.) */
+static void test_bounds(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *schema, *inst;
+        int valid;
+    } cases[] = {
+        { "{\"minimum\":0,\"exclusiveMinimum\":0}", "0", 0 },
+        { "{\"exclusiveMinimum\":0,\"minimum\":0}", "0", 0 },
+        { "{\"minimum\":0,\"exclusiveMinimum\":0}", "0.5", 1 },
+        { "{\"minimum\":5,\"exclusiveMinimum\":3}", "4", 0 },
+        { "{\"minimum\":5,\"exclusiveMinimum\":3}", "5", 1 },
+        { "{\"maximum\":3,\"exclusiveMaximum\":3}", "3", 0 },
+        { "{\"maximum\":3,\"exclusiveMaximum\":3}", "2.999", 1 },
+        { "{\"type\":\"number\",\"minimum\":0.1}", "0.1", 1 },
+        { "{\"type\":\"number\",\"minimum\":0.1}", "0.09999999999999999", 0 },
+        { "{\"maximum\":9007199254740993}", "9007199254740993", 1 },
+        { "{\"maximum\":9007199254740993}", "9007199254740994", 0 },
+        { "{\"maximum\":9007199254740992}", "9007199254741000", 0 },
+        { "{\"minimum\":-9007199254740993}", "-9007199254740994", 0 },
+        { "{\"minimum\":-9007199254740993}", "-9007199254740993", 1 },
+        { "{\"maximum\":9007199254740992.0}", "9007199254740994", 0 },
+        { "{\"exclusiveMaximum\":1e308}", "9223372036854775807", 1 },
+        { "{\"type\":\"integer\",\"minimum\":-180,\"maximum\":180}", "180.0", 1 },
+        { "{\"type\":\"integer\",\"minimum\":-180,\"maximum\":180}", "180.5", 0 },
+        { "{\"minimum\":1,\"maximum\":2}", "\"x\"", 1 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        json_t *schema = json_loads(cases[i].schema, 0, NULL);
+        json_t *inst = json_loads(cases[i].inst, JSON_DECODE_ANY, NULL);
+        assert_non_null(schema);
+        assert_non_null(inst);
+        em_schema_t *s = em_schema_compile(schema, NULL, NULL, NULL);
+        assert_non_null(s);
+        json_t *errors = em_errors_new();
+        int quiet = em_schema_validate(s, inst, NULL);
+        int loud = em_schema_validate(s, inst, errors);
+        if (quiet != cases[i].valid || loud != quiet) {
+            print_message("%s on %s: %d %d\n", cases[i].schema, cases[i].inst, quiet, loud);
+        }
+        assert_int_equal(quiet, cases[i].valid);
+        assert_int_equal(loud, quiet);
+        assert_int_equal(json_array_size(errors) == 0, quiet == 1);
+        json_decref(errors);
+        json_decref(inst);
+        em_schema_destroy(&s);
+        json_decref(schema);
+    }
+}
+
+/* Random patterns of the simple kind (anchored; literals, classes, \d, groups of literal
+ * alternatives; ?, *, +, {n}, {n,}, {n,m}) with strings drawn from them and random strings:
+ * "pattern" answers as PCRE2 does.  Fixed seed: the same cases every run. */
+static unsigned s_rand_state = 12345;
+static unsigned s_rand(unsigned n)
+{
+    s_rand_state = s_rand_state * 1103515245u + 12345u;
+    return (s_rand_state >> 16) % n;
+}
+
+static void s_append(char *buf, size_t cap, const char *s)
+{
+    size_t l = strlen(buf);
+    snprintf(buf + l, cap - l, "%s", s);
+}
+
+static void test_pattern_random_same_as_pcre2(void **state)
+{
+    (void)state;
+    static const char *const lits[] = { "a", "b", "c", "-", "/", "0", "9", "Z", "\\.", "\\-" };
+    static const char *const classes[] = { "[a-c]", "[0-9A-Z]", "[a-z0-9-]", "[/-]", "\\d",
+                                           "[abc\\-]", "[x]" };
+    static const char *const alphabet[] = { "a", "b", "c", "-", "/", "0", "5", "9", "Z", ".",
+                                            "x", "\xc3\xa9", "\n", "" };
+    size_t checked = 0, matched = 0;
+    for (int round = 0; round < 400; round++) {
+        char pat[256] = "^";
+        int natoms = 1 + (int)s_rand(5);
+        for (int i = 0; i < natoms; i++) {
+            int kind = (int)s_rand(3);
+            if (kind == 0) {
+                s_append(pat, sizeof pat, lits[s_rand(10)]);
+            } else if (kind == 1) {
+                s_append(pat, sizeof pat, classes[s_rand(7)]);
+            } else {
+                s_append(pat, sizeof pat, "(");
+                int nalt = 1 + (int)s_rand(3);
+                for (int k = 0; k < nalt; k++) {
+                    if (k) {
+                        s_append(pat, sizeof pat, "|");
+                    }
+                    int len = (int)s_rand(3);
+                    for (int m = 0; m < len; m++) {
+                        s_append(pat, sizeof pat, lits[s_rand(8)]);
+                    }
+                }
+                s_append(pat, sizeof pat, ")");
+            }
+            static const char *const quants[] = { "", "", "?", "*", "+", "{2}", "{1,3}", "{0,2}",
+                                                  "{2,}" };
+            s_append(pat, sizeof pat, quants[s_rand(9)]);
+        }
+        s_append(pat, sizeof pat, "$");
+        int errcode;
+        PCRE2_SIZE erroff;
+        pcre2_code *code = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
+                                         PCRE2_UTF | PCRE2_DOLLAR_ENDONLY, &errcode, &erroff, NULL);
+        assert_non_null(code);
+        json_t *schema = json_pack("{s:s}", "pattern", pat);
+        em_schema_t *sc = em_schema_compile(schema, NULL, NULL, NULL);
+        assert_non_null(sc);
+        pcre2_match_data *md = pcre2_match_data_create_from_pattern(code, NULL);
+        for (int j = 0; j < 60; j++) {
+            char str[64] = "";
+            int len = (int)s_rand(9);
+            for (int m = 0; m < len; m++) {
+                s_append(str, sizeof str, alphabet[s_rand(14)]);
+            }
+            int want = pcre2_match(code, (PCRE2_SPTR)str, strlen(str), 0, 0, md, NULL) >= 0;
+            json_t *inst = json_string(str);
+            int got = em_schema_validate(sc, inst, NULL);
+            if (got != want) {
+                print_message("pattern %s on \"%s\": %d, PCRE2 %d\n", pat, str, got, want);
+            }
+            assert_int_equal(got, want);
+            json_decref(inst);
+            checked++;
+            matched += (size_t)want;
+        }
+        pcre2_match_data_free(md);
+        pcre2_code_free(code);
+        em_schema_destroy(&sc);
+        json_decref(schema);
+    }
+    print_message("random patterns vs PCRE2: %zu checks, %zu matches\n", checked, matched);
+    assert_true(matched > 300);
+}
+
+/* "type", "minItems", "maxItems" and "required" evaluated together with "items" or
+ * "properties": every combination gives the verdict it gives alone, with and without an
+ * error list. */
+static void test_folded_keywords(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *schema, *inst;
+        int valid;
+    } cases[] = {
+        { "{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"minItems\":2,\"maxItems\":3}", "[1,2]", 1 },
+        { "{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"minItems\":2,\"maxItems\":3}", "[1]", 0 },
+        { "{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"minItems\":2,\"maxItems\":3}", "[1,2,3,4]", 0 },
+        { "{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"minItems\":2,\"maxItems\":3}", "[1,\"a\"]", 0 },
+        { "{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"minItems\":2,\"maxItems\":3}", "{}", 0 },
+        { "{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"minItems\":2,\"maxItems\":3}", "\"ab\"", 0 },
+        { "{\"items\":{\"type\":\"integer\"},\"minItems\":2}", "\"ab\"", 1 },
+        { "{\"items\":{\"type\":\"integer\"},\"minItems\":2}", "[1]", 0 },
+        { "{\"type\":\"string\",\"items\":{\"type\":\"integer\"},\"minItems\":2}", "[1,2]", 0 },
+        { "{\"type\":\"string\",\"items\":{\"type\":\"integer\"},\"minItems\":2}", "\"x\"", 1 },
+        { "{\"type\":[\"array\",\"null\"],\"prefixItems\":[{\"type\":\"number\"}],\"maxItems\":1}", "null", 1 },
+        { "{\"type\":[\"array\",\"null\"],\"prefixItems\":[{\"type\":\"number\"}],\"maxItems\":1}", "[1,2]", 0 },
+        { "{\"type\":[\"array\",\"null\"],\"prefixItems\":[{\"type\":\"number\"}],\"maxItems\":1}", "[true]", 0 },
+        { "{\"type\":[\"array\",\"null\"],\"prefixItems\":[{\"type\":\"number\"}],\"maxItems\":1}", "1", 0 },
+        { "{\"type\":\"integer\",\"items\":{}}", "1.0", 1 },
+        { "{\"type\":\"integer\",\"items\":{}}", "1.5", 0 },
+        { "{\"type\":\"object\",\"required\":[\"a\"],\"properties\":{\"a\":{\"type\":\"string\"}}}", "{\"a\":\"x\"}", 1 },
+        { "{\"type\":\"object\",\"required\":[\"a\"],\"properties\":{\"a\":{\"type\":\"string\"}}}", "{}", 0 },
+        { "{\"type\":\"object\",\"required\":[\"a\"],\"properties\":{\"a\":{\"type\":\"string\"}}}", "[]", 0 },
+        { "{\"type\":\"object\",\"required\":[\"a\"],\"properties\":{\"a\":{\"type\":\"string\"}}}", "{\"a\":1}", 0 },
+        { "{\"required\":[\"a\"],\"properties\":{\"a\":{}}}", "[]", 1 },
+        { "{\"type\":\"array\",\"properties\":{\"a\":{}}}", "{\"a\":1}", 0 },
+        { "{\"type\":\"array\",\"properties\":{\"a\":{}}}", "[]", 1 },
+        { "{\"type\":\"object\",\"items\":{\"type\":\"string\"},\"properties\":{\"a\":{\"type\":\"string\"}}}", "{\"a\":\"x\"}", 1 },
+        { "{\"type\":\"object\",\"items\":{\"type\":\"string\"},\"properties\":{\"a\":{\"type\":\"string\"}}}", "{\"a\":1}", 0 },
+        { "{\"type\":\"object\",\"items\":{\"type\":\"string\"},\"properties\":{\"a\":{\"type\":\"string\"}}}", "[\"x\"]", 0 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        json_t *schema = json_loads(cases[i].schema, 0, NULL);
+        json_t *inst = json_loads(cases[i].inst, JSON_DECODE_ANY, NULL);
+        assert_non_null(schema);
+        assert_non_null(inst);
+        em_schema_t *s = em_schema_compile(schema, NULL, NULL, NULL);
+        assert_non_null(s);
+        json_t *errors = em_errors_new();
+        int quiet = em_schema_validate(s, inst, NULL);
+        int loud = em_schema_validate(s, inst, errors);
+        if (quiet != cases[i].valid || loud != quiet) {
+            print_message("%s on %s: %d %d\n", cases[i].schema, cases[i].inst, quiet, loud);
+        }
+        assert_int_equal(quiet, cases[i].valid);
+        assert_int_equal(loud, quiet);
+        assert_int_equal(json_array_size(errors) == 0, quiet == 1);
+        json_decref(errors);
+        json_decref(inst);
+        em_schema_destroy(&s);
+        json_decref(schema);
+    }
+}
 
 static void *s_thr(void *arg)
 {
@@ -469,6 +791,11 @@ int main(void)
         cmocka_unit_test(test_metaschema),
         cmocka_unit_test(test_unevaluated_errors),
         cmocka_unit_test(test_recursion_limit),
+        cmocka_unit_test(test_required_with_properties),
+        cmocka_unit_test(test_pattern_same_as_pcre2),
+        cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_folded_keywords),
+        cmocka_unit_test(test_pattern_random_same_as_pcre2),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_suite_2020_required),
         cmocka_unit_test(test_suite_7_required),
