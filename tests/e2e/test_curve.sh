@@ -115,6 +115,17 @@ em_eq "tail without --server-key gets nothing from the CURVE stream" "$(wc -c <"
 "$CTL" tail --server-key "$NOT_PUB" --key emk_not_a_key --from 0 --count 1 --timeout-ms 3000 >"$T/badorg.tail" 2>/dev/null
 em_eq "over CURVE a wrong organisation key still gets nothing" "$(wc -c <"$T/badorg.tail")" 0
 
+# --- an independent client (the npm zeromq binding, tests/interop) publishing over CURVE
+if [ ! -d tests/interop/node_modules/zeromq ]; then
+    (cd tests/interop && npm ci --no-audit --no-fund >/dev/null 2>&1) || em_fail "npm ci in tests/interop"
+fi
+tests/fixtures/gen_events.sh 200 interoprec /pk/ba/cadastre >"$T/interop.ndjson"
+out=$(EMINE_CURVE_SERVER_KEY=$ING_PUB EMINE_CURVE_PUBLIC=$P_PUB EMINE_CURVE_SECRET=$P_SEC \
+    timeout 120 node tests/interop/zmq_dealer.mjs "$EMINE_INGEST_ZMQ" "$T/interop.ndjson" "$T/interop.jsonl" 32)
+em_log "npm zeromq over CURVE: $out"
+em_eq "npm zeromq over CURVE with the producer's keypair: 200 accepted" "$(accepted "$T/interop.jsonl")" 200
+em_eq "archived under the producer's name" "$(em_psql "select count(*) from events where id like 'interoprec-%' and producer = 'ba-cadastre'")" 200
+
 # --- [ingest] auth = false with CURVE: encryption only, any client key
 export EMINE_INGEST_AUTH=false
 em_restart ingest || { em_done; exit 1; }
