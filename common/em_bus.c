@@ -2,6 +2,7 @@
 #include "em_bus.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -212,4 +213,119 @@ int em_bus_monitor_read(void *mon)
     }
     zmq_msg_close(&ev);
     return event;
+}
+
+/* --- CURVE ---------------------------------------------------------------------------- */
+
+static const char s_z85[] =
+    "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
+
+int em_curve_key_valid(const char *text)
+{
+    uint8_t bin[32];
+
+    if (!text || strlen(text) != EM_CURVE_KEY_LEN)
+        return 0;
+    for (const char *c = text; *c; c++)
+        if (!strchr(s_z85, *c))
+            return 0;
+    return zmq_z85_decode(bin, text) != NULL;
+}
+
+int em_curve_secret_load(const char *z85, const char *path, const char *name, char *out,
+                         char *err, size_t errlen)
+{
+    char buf[256];
+    const char *text = z85;
+
+    if (z85 && *z85 && path && *path) {
+        snprintf(err, errlen, "%s and %s_file are both set; give one", name, name);
+        return -1;
+    }
+    if (path && *path) {
+        FILE *f = fopen(path, "r");
+        if (!f) {
+            snprintf(err, errlen, "%s_file: cannot read %s: %s", name, path, strerror(errno));
+            return -1;
+        }
+        if (!fgets(buf, sizeof buf, f))
+            buf[0] = '\0';
+        fclose(f);
+        text = buf;
+    } else if (!z85 || !*z85) {
+        return 0;
+    }
+    while (*text == ' ' || *text == '\t')
+        text++;
+    size_t n = strlen(text);
+    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r' || text[n - 1] == ' ' ||
+                     text[n - 1] == '\t'))
+        n--;
+    if (n != EM_CURVE_KEY_LEN) {
+        snprintf(err, errlen, "%s: a CURVE secret key is 40 Z85 characters, got %zu "
+                              "(make a keypair with `eminectl keygen`)", name, n);
+        return -1;
+    }
+    memcpy(out, text, EM_CURVE_KEY_LEN);
+    out[EM_CURVE_KEY_LEN] = '\0';
+    if (!em_curve_key_valid(out)) {
+        snprintf(err, errlen, "%s: not a Z85 CURVE key (make a keypair with `eminectl keygen`)",
+                 name);
+        memset(out, 0, EM_CURVE_KEY_LEN + 1);
+        return -1;
+    }
+    return 1;
+}
+
+int em_bus_curve_server(void *sock, const char *secret, char *pub, char *err, size_t errlen)
+{
+    char mine[EM_CURVE_KEY_LEN + 1];
+    int one = 1;
+
+    if (!em_curve_key_valid(secret) || zmq_curve_public(mine, secret) != 0) {
+        snprintf(err, errlen, "not a Z85 CURVE secret key");
+        return -1;
+    }
+    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one) != 0 ||
+        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret, EM_CURVE_KEY_LEN) != 0) {
+        snprintf(err, errlen, "CURVE server: %s", zmq_strerror(errno));
+        return -1;
+    }
+    if (pub)
+        memcpy(pub, mine, EM_CURVE_KEY_LEN + 1);
+    return 0;
+}
+
+int em_bus_curve_client(void *sock, const char *server_public, const char *secret, char *pub,
+                        char *err, size_t errlen)
+{
+    char cpub[EM_CURVE_KEY_LEN + 1], csec[EM_CURVE_KEY_LEN + 1];
+    int rc = -1;
+
+    if (!em_curve_key_valid(server_public)) {
+        snprintf(err, errlen, "the server key is not a 40-character Z85 CURVE public key");
+        return -1;
+    }
+    if (secret && *secret) {
+        if (!em_curve_key_valid(secret) || zmq_curve_public(cpub, secret) != 0) {
+            snprintf(err, errlen, "the client secret is not a 40-character Z85 CURVE key");
+            return -1;
+        }
+        memcpy(csec, secret, EM_CURVE_KEY_LEN + 1);
+    } else if (zmq_curve_keypair(cpub, csec) != 0) {
+        snprintf(err, errlen, "cannot make a CURVE keypair: %s", zmq_strerror(errno));
+        return -1;
+    }
+    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, server_public, EM_CURVE_KEY_LEN) != 0 ||
+        zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, cpub, EM_CURVE_KEY_LEN) != 0 ||
+        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, csec, EM_CURVE_KEY_LEN) != 0) {
+        snprintf(err, errlen, "CURVE client: %s", zmq_strerror(errno));
+        goto done;
+    }
+    if (pub)
+        memcpy(pub, cpub, EM_CURVE_KEY_LEN + 1);
+    rc = 0;
+done:
+    memset(csec, 0, sizeof csec);
+    return rc;
 }

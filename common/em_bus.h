@@ -37,6 +37,33 @@ const void *em_msg_data(const em_msg_t *msg, int i, size_t *len);
  * without blocking: returns its ZMQ_EVENT_* number, or -1 when none is queued. */
 int em_bus_monitor_read(void *mon);
 
+/* CurveZMQ (libzmq's CURVE mechanism).  Keys are 40-character Z85 text (32 bytes);
+ * buffers for them hold EM_CURVE_KEY_LEN + 1 bytes. */
+#define EM_CURVE_KEY_LEN 40
+
+/* 1 when text is exactly 40 characters of the Z85 alphabet (a CURVE public or secret key),
+ * else 0. */
+int em_curve_key_valid(const char *text);
+
+/* The CURVE secret key of a server from its two config keys: the Z85 text itself when z85 is
+ * non-empty, else the first line of the file at path when path is non-empty (white space
+ * around it ignored).  name is the config key named in messages ("[ingest] curve_secret_key").
+ * Returns 1 with out (41 bytes) filled, 0 when neither is set (CURVE off), -1 with err filled
+ * when both are set, the file cannot be read or the text is not a Z85 key. */
+int em_curve_secret_load(const char *z85, const char *path, const char *name, char *out,
+                         char *err, size_t errlen);
+
+/* Makes sock a CURVE server (call before bind) with the Z85 secret key; writes the derived
+ * public key (41 bytes) to pub when pub is not NULL.  Returns 0 or -1 with err filled. */
+int em_bus_curve_server(void *sock, const char *secret, char *pub, char *err, size_t errlen);
+
+/* Makes sock a CURVE client (call before connect) of the server whose Z85 public key is
+ * server_public, with the client's own Z85 secret key (its public key is derived), or a new
+ * ephemeral keypair when secret is NULL or empty.  Writes the client's public key (41 bytes)
+ * to pub when pub is not NULL.  Returns 0 or -1 with err filled. */
+int em_bus_curve_client(void *sock, const char *server_public, const char *secret, char *pub,
+                        char *err, size_t errlen);
+
 /* Sends n frames as one message (flags: 0 or ZMQ_DONTWAIT).  Returns 0 or -1 (errno set). */
 int em_bus_sendv(void *sock, const void *const *data, const size_t *lens, int n, int flags);
 

@@ -38,6 +38,8 @@ typedef struct {
     int cache_timeout_ms;  /* Redis command timeout */
     bool auth;             /* producers must authenticate (PLAIN over ZeroMQ, Bearer over HTTP) */
     int producers_refresh_ms; /* how often the producers table is re-read */
+    char *curve_secret_key;      /* Z85 CURVE secret key of the ROUTER; "" = CURVE off */
+    char *curve_secret_key_file; /* or a file holding it */
 } ingest_cfg_t;
 
 static const em_config_entry_t s_config[] = {
@@ -72,6 +74,12 @@ static const em_config_entry_t s_config[] = {
     {EM_CFG_INT, "ingest", "producers_refresh_ms", "5000",
      offsetof(ingest_cfg_t, producers_refresh_ms),
      "how often the producers table is re-read (also on SIGHUP)"},
+    {EM_CFG_STR, "ingest", "curve_secret_key", "", offsetof(ingest_cfg_t, curve_secret_key),
+     "Z85 CurveZMQ secret key (eminectl keygen): the ROUTER becomes a CURVE server (encrypted; "
+     "producers identified by their CURVE public key, producers.curve_public); empty: off"},
+    {EM_CFG_STR, "ingest", "curve_secret_key_file", "",
+     offsetof(ingest_cfg_t, curve_secret_key_file),
+     "a file whose first line is the CURVE secret key (instead of curve_secret_key)"},
     {EM_CFG_END, NULL, NULL, NULL, 0, NULL},
 };
 
@@ -107,6 +115,8 @@ struct ingest {
     em_store_t *store;             /* read-only: the producers table */
     ingest_producers_t *producers;
     void *zap;                     /* REP: ZeroMQ authentication requests (ZAP) */
+    char curve_secret[EM_CURVE_KEY_LEN + 1]; /* "" when CURVE is off */
+    char curve_public[EM_CURVE_KEY_LEN + 1];
     int64_t next_refresh_ms;
     em_metrics_t *metrics;
     em_metric_t *m_req_zmq, *m_req_http, *m_inflight, *m_latency;
@@ -570,8 +580,10 @@ static void s_expire(ingest_t *self)
 
 /* --- producers --------------------------------------------------------------------- */
 
-/* ZAP (ZeroMQ RFC 27) for the PLAIN mechanism: user name = producer name, password = its key.
- * The reply's user id is the producer name, which each message then carries as "User-Id". */
+/* ZAP (ZeroMQ RFC 27).  PLAIN: user name = producer name, password = its key.  CURVE (the
+ * ROUTER is a CURVE server): the client's public key, which must be an enabled producer's
+ * curve_public.  The reply's user id is the producer name, which each message then carries
+ * as "User-Id". */
 static void s_handle_zap(ingest_t *self)
 {
     em_msg_t msg;
@@ -583,20 +595,31 @@ static void s_handle_zap(ingest_t *self)
     for (int i = 0; i < msg.nframes && i < 8; i++)
         f[i] = em_msg_data(&msg, i, &len[i]);
     char user[128] = "", key[256] = "";
-    bool plain = msg.nframes >= 8 && len[5] == 5 && memcmp(f[5], "PLAIN", 5) == 0;
+    bool curve = self->curve_secret[0] != '\0';
+    bool plain = !curve && msg.nframes >= 8 && len[5] == 5 && memcmp(f[5], "PLAIN", 5) == 0;
+    bool cclient = curve && msg.nframes >= 7 && len[5] == 5 && memcmp(f[5], "CURVE", 5) == 0 &&
+                   len[6] == 32;
+    const ingest_producer_t *prod = NULL;
     if (plain && len[6] < sizeof user && len[7] < sizeof key) {
         memcpy(user, f[6], len[6]);
         memcpy(key, f[7], len[7]);
+        prod = ingest_producers_check(self->producers, user, key);
+    } else if (cclient && zmq_z85_encode(user, (const uint8_t *)f[6], 32)) {
+        prod = ingest_producers_by_curve(self->producers, user); /* user: the public key */
     }
-    const ingest_producer_t *prod =
-        plain ? ingest_producers_check(self->producers, user, key) : NULL;
     const char *status = prod ? "200" : "400";
-    const char *text = prod ? "OK" : plain ? "unknown producer or wrong key" : "PLAIN required";
+    const char *text = prod      ? "OK"
+                       : plain   ? "unknown producer or wrong key"
+                       : cclient ? "no enabled producer has this CURVE public key"
+                       : curve   ? "CURVE required"
+                                 : "PLAIN required";
     const void *out[6] = {"1.0", f[1] ? f[1] : "", status, text, prod ? prod->name : "", ""};
     size_t outlen[6] = {3, f[1] ? len[1] : 0, 3, strlen(text), prod ? strlen(prod->name) : 0, 0};
     em_bus_sendv(self->zap, out, outlen, 6, 0);
     if (!prod)
-        EM_LOG_WARN("auth", "refused a ZeroMQ producer (user '%s'): %s", user, text);
+        EM_LOG_WARN("auth", "refused a ZeroMQ producer (%s '%s'): %s",
+                    cclient ? "CURVE public key" : "user", user, text);
+    memset(key, 0, sizeof key);
     em_msg_close(&msg);
 }
 
@@ -760,6 +783,20 @@ int ingest_dump_config(const char *config_path, FILE *out)
         fprintf(stderr, "emine-ingest: %s\n", err);
         return -1;
     }
+    char secret[EM_CURVE_KEY_LEN + 1];
+    int curve = em_curve_secret_load(cfg.curve_secret_key, cfg.curve_secret_key_file,
+                                     "[ingest] curve_secret_key", secret, err, sizeof err);
+    memset(secret, 0, sizeof secret);
+    if (curve < 0) {
+        fprintf(stderr, "emine-ingest: %s\n", err);
+        em_config_release(s_config, &cfg);
+        return -1;
+    }
+    if (cfg.curve_secret_key && *cfg.curve_secret_key) {
+        /* The secret itself is not shown. */
+        free(cfg.curve_secret_key);
+        cfg.curve_secret_key = strdup("(set)");
+    }
     em_config_dump(s_config, &cfg, out);
     em_config_release(s_config, &cfg);
     return 0;
@@ -785,21 +822,40 @@ ingest_t *ingest_new(const char *config_path)
         EM_LOG_ERROR("config", "ingest limits must be positive");
         goto fail;
     }
+    if (em_curve_secret_load(self->cfg.curve_secret_key, self->cfg.curve_secret_key_file,
+                             "[ingest] curve_secret_key", self->curve_secret, err,
+                             sizeof err) < 0) {
+        EM_LOG_ERROR("config", "%s", err);
+        goto fail;
+    }
     em_random_hex(self->id, 16);
     self->next_req = 1;
     self->pending = calloc((size_t)self->cfg.max_requests, sizeof *self->pending);
     self->ctx = zmq_ctx_new();
     self->producers = ingest_producers_new();
+    bool curve = self->curve_secret[0] != '\0';
     if (self->cfg.auth) {
         /* The ZAP handler must be bound before the socket it authenticates for. */
         self->zap = em_bus_socket(self->ctx, ZMQ_REP, "@" INGEST_ZAP_ENDPOINT, 0, 0, err,
                                   sizeof err);
         if (!self->zap)
             goto fail_bus;
+    }
+    if (self->cfg.auth || curve) {
+        /* PLAIN and CURVE exclude each other on one socket: with CURVE, the ZAP handler
+         * identifies producers by their public key (without auth there is no ZAP handler
+         * and any client key is admitted: encryption only). */
         self->router = zmq_socket(self->ctx, ZMQ_ROUTER);
         int one = 1, zero = 0;
-        zmq_setsockopt(self->router, ZMQ_PLAIN_SERVER, &one, sizeof one);
-        zmq_setsockopt(self->router, ZMQ_ZAP_DOMAIN, "emine", 5);
+        if (curve) {
+            if (em_bus_curve_server(self->router, self->curve_secret, self->curve_public, err,
+                                    sizeof err) != 0)
+                goto fail_bus;
+        } else {
+            zmq_setsockopt(self->router, ZMQ_PLAIN_SERVER, &one, sizeof one);
+        }
+        if (self->cfg.auth)
+            zmq_setsockopt(self->router, ZMQ_ZAP_DOMAIN, "emine", 5);
         zmq_setsockopt(self->router, ZMQ_SNDHWM, &self->cfg.hwm, sizeof self->cfg.hwm);
         zmq_setsockopt(self->router, ZMQ_RCVHWM, &self->cfg.hwm, sizeof self->cfg.hwm);
         zmq_setsockopt(self->router, ZMQ_LINGER, &zero, sizeof zero);
@@ -807,8 +863,16 @@ ingest_t *ingest_new(const char *config_path)
             snprintf(err, sizeof err, "cannot bind %s: %s", self->cfg.zmq, zmq_strerror(errno));
             goto fail_bus;
         }
-        s_refresh_producers(self, true);
-    } else {
+        if (curve)
+            EM_LOG_INFO("auth", "CURVE on %s; server public key %s", self->cfg.zmq,
+                        self->curve_public);
+        if (self->cfg.auth)
+            s_refresh_producers(self, true);
+    }
+    if (!self->cfg.auth && curve) {
+        EM_LOG_WARN("auth", "producers are not authenticated ([ingest] auth = false): any "
+                            "CURVE client key is admitted");
+    } else if (!self->cfg.auth) {
         snprintf(ep, sizeof ep, "@%s", self->cfg.zmq);
         self->router =
             em_bus_socket(self->ctx, ZMQ_ROUTER, ep, self->cfg.hwm, 0, err, sizeof err);
@@ -959,6 +1023,7 @@ void ingest_destroy(ingest_t **self_p)
         em_metrics_destroy(&self->metrics);
         if (self->cfg_loaded)
             em_config_release(s_config, &self->cfg);
+        memset(self->curve_secret, 0, sizeof self->curve_secret);
         free(self);
         *self_p = NULL;
     }

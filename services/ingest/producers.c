@@ -59,7 +59,8 @@ int ingest_producers_load(ingest_producers_t *self, em_store_t *store)
 {
     PGresult *res = em_store_query(store,
                                    "SELECT name, key_sha256, array_to_json(sources)::text, "
-                                   "array_to_json(types)::text FROM producers "
+                                   "array_to_json(types)::text, coalesce(curve_public, '') "
+                                   "FROM producers "
                                    "WHERE NOT disabled ORDER BY name",
                                    0, NULL);
     if (!res)
@@ -71,6 +72,7 @@ int ingest_producers_load(ingest_producers_t *self, em_store_t *store)
         snprintf(list[i].key_sha256, sizeof list[i].key_sha256, "%s", PQgetvalue(res, i, 1));
         list[i].sources = s_strings(PQgetvalue(res, i, 2), &list[i].nsources);
         list[i].types = s_strings(PQgetvalue(res, i, 3), &list[i].ntypes);
+        snprintf(list[i].curve_public, sizeof list[i].curve_public, "%s", PQgetvalue(res, i, 4));
     }
     PQclear(res);
     s_free_list(self->list, self->n);
@@ -113,6 +115,15 @@ const ingest_producer_t *ingest_producers_by_key(const ingest_producers_t *self,
         if (s_same_digest(self->list[i].key_sha256, digest))
             found = &self->list[i];
     return found;
+}
+
+const ingest_producer_t *ingest_producers_by_curve(const ingest_producers_t *self,
+                                                   const char *z85)
+{
+    for (int i = 0; self && z85 && *z85 && i < self->n; i++)
+        if (self->list[i].curve_public[0] && strcmp(self->list[i].curve_public, z85) == 0)
+            return &self->list[i];
+    return NULL;
 }
 
 const ingest_producer_t *ingest_producers_by_name(const ingest_producers_t *self,

@@ -11,6 +11,7 @@ typedef struct ingest_producers ingest_producers_t;
 typedef struct {
     char *name;
     char key_sha256[65];
+    char curve_public[41]; /* Z85 CurveZMQ public key (migration 008); "" when none */
     char **sources; /* allowed source prefixes; "*" allows any */
     int nsources;
     char **types;   /* allowed types: exact, or a prefix ending in '*' */
@@ -31,6 +32,9 @@ const ingest_producer_t *ingest_producers_by_key(const ingest_producers_t *self,
 /* The producer with this name whose key this is, or NULL (for ZeroMQ PLAIN). */
 const ingest_producer_t *ingest_producers_check(const ingest_producers_t *self, const char *name,
                                                 const char *key);
+/* The producer whose CurveZMQ public key (Z85, 40 characters) this is, or NULL. */
+const ingest_producer_t *ingest_producers_by_curve(const ingest_producers_t *self,
+                                                   const char *z85);
 const ingest_producer_t *ingest_producers_by_name(const ingest_producers_t *self,
                                                   const char *name);
 

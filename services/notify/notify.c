@@ -68,6 +68,9 @@ typedef struct {
     char *templates;              /* [notify] templates: folder of <language>.tmpl */
     int sse_max_clients;          /* [notify] sse_max_clients */
     int sse_keepalive_ms;         /* [notify] sse_keepalive_ms */
+    char *curve_secret_key;       /* [notify] curve_secret_key: Z85; "" = CURVE off */
+    char *curve_secret_key_file;  /* [notify] curve_secret_key_file: or a file holding it */
+    char curve_secret[EM_CURVE_KEY_LEN + 1]; /* resolved from the two above; "" = off */
 } notify_cfg_t;
 
 static const em_config_entry_t s_config[] = {
@@ -114,6 +117,12 @@ static const em_config_entry_t s_config[] = {
      "an SSE connection with nothing to send gets a `: ping` comment this often"},
     {EM_CFG_STR, "notify", "templates", "config/templates", offsetof(notify_cfg_t, templates),
      "folder of the summary templates (<language>.tmpl), reloaded on SIGHUP"},
+    {EM_CFG_STR, "notify", "curve_secret_key", "", offsetof(notify_cfg_t, curve_secret_key),
+     "Z85 CurveZMQ secret key (eminectl keygen): the stream ROUTER becomes a CURVE server "
+     "(encrypted; any client key; the API key in subscribe still authenticates); empty: off"},
+    {EM_CFG_STR, "notify", "curve_secret_key_file", "",
+     offsetof(notify_cfg_t, curve_secret_key_file),
+     "a file whose first line is the CURVE secret key (instead of curve_secret_key)"},
     {0},
 };
 
@@ -1339,6 +1348,13 @@ static int s_load_config(const char *path, notify_cfg_t *cfg)
         em_config_release(s_config, cfg);
         return -1;
     }
+    if (em_curve_secret_load(cfg->curve_secret_key, cfg->curve_secret_key_file,
+                             "[notify] curve_secret_key", cfg->curve_secret, err,
+                             sizeof err) < 0) {
+        fprintf(stderr, "emine-notify: %s\n", err);
+        em_config_release(s_config, cfg);
+        return -1;
+    }
     return 0;
 }
 
@@ -1347,6 +1363,12 @@ int notify_dump_config(const char *config_path, FILE *out)
     notify_cfg_t cfg;
     if (s_load_config(config_path, &cfg) != 0)
         return -1;
+    if (cfg.curve_secret_key && *cfg.curve_secret_key) {
+        /* The secret itself is not shown. */
+        free(cfg.curve_secret_key);
+        cfg.curve_secret_key = strdup("(set)");
+    }
+    memset(cfg.curve_secret, 0, sizeof cfg.curve_secret);
     em_config_dump(s_config, &cfg, out);
     em_config_release(s_config, &cfg);
     return 0;
@@ -1401,6 +1423,13 @@ notify_t *notify_new(const char *config_path)
     zmq_setsockopt(self->router, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(self->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     zmq_setsockopt(self->router, ZMQ_MAXMSGSIZE, &maxmsg64, sizeof maxmsg64);
+    char curve_public[EM_CURVE_KEY_LEN + 1] = "";
+    if (self->cfg.curve_secret[0] &&
+        em_bus_curve_server(self->router, self->cfg.curve_secret, curve_public, err,
+                            sizeof err) != 0) {
+        EM_LOG_ERROR(MOD, "[notify] curve_secret_key: %s", err);
+        goto fail;
+    }
     if (zmq_bind(self->router, self->cfg.zmq) != 0) {
         EM_LOG_ERROR(MOD, "bind %s: %s", self->cfg.zmq, zmq_strerror(errno));
         goto fail;
@@ -1408,6 +1437,9 @@ notify_t *notify_new(const char *config_path)
     size_t eplen = sizeof self->endpoint;
     if (zmq_getsockopt(self->router, ZMQ_LAST_ENDPOINT, self->endpoint, &eplen) != 0)
         snprintf(self->endpoint, sizeof self->endpoint, "%s", self->cfg.zmq);
+    if (curve_public[0])
+        EM_LOG_INFO(MOD, "CURVE on %s (encryption; the API key authenticates); server public "
+                         "key %s", self->endpoint, curve_public);
 
     self->sub = zmq_socket(self->zctx, ZMQ_SUB);
     if (!self->sub)
@@ -1503,6 +1535,7 @@ void notify_destroy(notify_t **self_p)
     free(self->clients);
     if (self->cfg_loaded)
         em_config_release(s_config, &self->cfg);
+    memset(self->cfg.curve_secret, 0, sizeof self->cfg.curve_secret);
     free(self);
     *self_p = NULL;
 }

@@ -7,16 +7,28 @@
 // Keeps `inflight` requests outstanding, re-sends on busy or after 5 s without an answer,
 // prints "N events: accepted A duplicate D ... X events/s p50 Y ms p99 Z ms" and writes one
 // result line per event.
-import { Dealer } from "zeromq";
+import { Dealer, curveKeyPair } from "zeromq";
 import { readFileSync, writeFileSync } from "node:fs";
 
 const [endpoint, file, out, inflightArg] = process.argv.slice(2);
 const lines = readFileSync(file, "utf8").split("\n").filter((l) => l.trim());
 const inflight = Number(inflightArg || 64);
-// With EMINE_PRODUCER / EMINE_PRODUCER_KEY set, authenticate with ZeroMQ PLAIN.
-const auth = process.env.EMINE_PRODUCER_KEY
-  ? { plainUsername: process.env.EMINE_PRODUCER, plainPassword: process.env.EMINE_PRODUCER_KEY }
-  : {};
+// With EMINE_CURVE_SERVER_KEY set (ingest's CURVE public key), encrypt with CurveZMQ as the
+// keypair EMINE_CURVE_PUBLIC / EMINE_CURVE_SECRET (a new one when unset); else, with
+// EMINE_PRODUCER / EMINE_PRODUCER_KEY set, authenticate with ZeroMQ PLAIN.
+let auth = {};
+if (process.env.EMINE_CURVE_SERVER_KEY) {
+  const own = process.env.EMINE_CURVE_SECRET
+    ? { publicKey: process.env.EMINE_CURVE_PUBLIC, secretKey: process.env.EMINE_CURVE_SECRET }
+    : curveKeyPair();
+  auth = {
+    curveServerKey: process.env.EMINE_CURVE_SERVER_KEY,
+    curvePublicKey: own.publicKey,
+    curveSecretKey: own.secretKey,
+  };
+} else if (process.env.EMINE_PRODUCER_KEY) {
+  auth = { plainUsername: process.env.EMINE_PRODUCER, plainPassword: process.env.EMINE_PRODUCER_KEY };
+}
 const sock = new Dealer({ receiveHighWaterMark: 0, sendHighWaterMark: 0, ...auth });
 sock.connect(endpoint);
 

@@ -14,7 +14,8 @@
 # em_kill9 NAME, em_restart NAME, em_pid NAME, em_log_tail [NAME]; em_pg_stop [mode] /
 # em_pg_start, em_redis_stop / em_redis_start (same port); em_psql, em_psql_admin (superuser),
 # em_redis; em_free_port VAR; em_operator_key (EMINE_KEY); em_ok, em_fail, em_check DESC CMD...,
-# em_eq DESC GOT WANT.
+# em_eq DESC GOT WANT; em_curve_keypair PUB SEC (CurveZMQ), em_relay VAR TARGET CAPTURE (a
+# recording TCP relay).
 # Environment: EM_BUILD (build), EM_KEEP, EM_READY_TIMEOUT (60 s), EM_STOP_TIMEOUT (30 s).
 # Safe to source from scripts that use set -euo pipefail.
 
@@ -330,6 +331,32 @@ em_operator_key() {
     key=$("$ctl" subs key-create emine-ops --label tests 2>/dev/null) ||
         { em_log "em_operator_key: cannot create a key"; return 1; }
     export EMINE_KEY=$key
+}
+
+# em_curve_keypair PUBVAR SECVAR: a new CurveZMQ keypair (`eminectl keygen`, Z85) into the two
+# variables (call it in this shell, not in a $(...) subshell).  Z85 keys hold characters such
+# as $ & * ! < >: always quote them.
+em_curve_keypair() {
+    local _ck_out
+    _ck_out=$("$EM_BUILD/bin/eminectl" keygen) || return 1
+    printf -v "$1" '%s' "$(printf '%s\n' "$_ck_out" | sed -n 's/^public //p')"
+    printf -v "$2" '%s' "$(printf '%s\n' "$_ck_out" | sed -n 's/^secret //p')"
+}
+
+# em_relay VAR TARGET CAPTURE: starts tests/lib/tcp_relay.mjs on a free port forwarding to
+# TARGET (host:port or tcp://host:port) and recording both directions in CAPTURE; sets VAR to
+# the relay's tcp://127.0.0.1:PORT endpoint.  Stopped on exit.
+em_relay() {
+    local _rl_port _rl_pid _rl_i _rl_target=${2#tcp://}
+    em_free_port _rl_port || return 1
+    node "$EM_ROOT/tests/lib/tcp_relay.mjs" "$_rl_port" "$_rl_target" "$3" >"$3.out" 2>&1 &
+    _rl_pid=$!
+    em_at_exit "kill $_rl_pid 2>/dev/null; wait $_rl_pid 2>/dev/null"
+    for ((_rl_i = 0; _rl_i < 100; _rl_i++)); do
+        grep -q ready "$3.out" 2>/dev/null && { printf -v "$1" 'tcp://127.0.0.1:%s' "$_rl_port"; return 0; }
+        sleep 0.1
+    done
+    em_log "em_relay: the relay did not start"; return 1
 }
 
 # The last lines of a service's log (or of every log when no name is given), as comments.

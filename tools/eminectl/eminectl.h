@@ -10,6 +10,7 @@ int cmd_status(int argc, char **argv);  /* status.c */
 int cmd_producers(int argc, char **argv); /* producers.c */
 int cmd_subs(int argc, char **argv);    /* subs.c */
 int cmd_dlq(int argc, char **argv);     /* dlq.c */
+int cmd_keygen(int argc, char **argv);  /* keygen.c */
 
 /* An environment variable, or dflt when unset or empty. */
 const char *ctl_env(const char *name, const char *dflt);

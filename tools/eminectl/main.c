@@ -17,6 +17,7 @@ static const struct {
     {"producers", cmd_producers, "who may publish which sources and types; their keys"},
     {"subs", cmd_subs, "organisations, their API keys and subscriptions (operators)"},
     {"dlq", cmd_dlq, "dead letters: list, show, redrive (submit again after a schema fix)"},
+    {"keygen", cmd_keygen, "a new CurveZMQ keypair (Z85) for curve_secret_key and clients"},
 };
 
 const char *ctl_env(const char *name, const char *dflt)

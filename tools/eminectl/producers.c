@@ -2,10 +2,12 @@
  * ingest re-reads every few seconds; a key is shown once, when it is made, and only its
  * SHA-256 is stored. */
 #include <libpq-fe.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "em_bus.h"
 #include "em_json.h"
 #include "em_util.h"
 #include "eminectl.h"
@@ -17,6 +19,9 @@ static void s_help(FILE *out)
             "  add NAME --source PREFIX... --type PATTERN...   new producer; prints its key once\n"
             "      PREFIX: allowed CloudEvents source prefix ('*' = any)\n"
             "      PATTERN: allowed type, exact or ending in '*' (e.g. pk.gov.emining.licence.*)\n"
+            "      --curve-public KEY: its CurveZMQ public key (Z85, from eminectl keygen), by\n"
+            "      which ingest knows it when [ingest] curve_secret_key is set\n"
+            "  set NAME --curve-public KEY|none   set or clear its CurveZMQ public key\n"
             "  list                 producers and what they may publish\n"
             "  rotate NAME          a new key (the old one stops working within seconds)\n"
             "  disable NAME | enable NAME | remove NAME\n");
@@ -87,9 +92,12 @@ int cmd_producers(int argc, char **argv)
     if (strcmp(cmd, "add") == 0 && argc >= 3) {
         char **sources = calloc((size_t)argc, sizeof *sources), **types = calloc((size_t)argc, sizeof *types);
         int ns = 0, nt = 0;
+        const char *curve = NULL;
         for (int i = 3; i < argc; i++) {
             if (strcmp(argv[i], "--source") == 0 && i + 1 < argc)
                 sources[ns++] = argv[++i];
+            else if (strcmp(argv[i], "--curve-public") == 0 && i + 1 < argc)
+                curve = argv[++i];
             else if (strcmp(argv[i], "--type") == 0 && i + 1 < argc)
                 types[nt++] = argv[++i];
             else {
@@ -101,13 +109,18 @@ int cmd_producers(int argc, char **argv)
             fprintf(stderr, "eminectl producers add: give at least one --source and one --type\n");
             rc = 2;
         }
+        if (rc == 0 && curve && !em_curve_key_valid(curve)) {
+            fprintf(stderr, "eminectl producers add: --curve-public needs a 40-character Z85 "
+                            "key (eminectl keygen)\n");
+            rc = 2;
+        }
         if (rc == 0) {
             char key[65], digest[65];
             s_new_key(key, digest);
             char *sa = s_array(sources, ns), *ta = s_array(types, nt);
-            const char *p[4] = {argv[2], digest, sa, ta};
-            rc = s_exec(pg, "INSERT INTO producers (name, key_sha256, sources, types) "
-                            "VALUES ($1, $2, $3::text[], $4::text[])", 4, p, 0);
+            const char *p[5] = {argv[2], digest, sa, ta, curve};
+            rc = s_exec(pg, "INSERT INTO producers (name, key_sha256, sources, types, curve_public) "
+                            "VALUES ($1, $2, $3::text[], $4::text[], $5)", 5, p, 0);
             if (rc == 0)
                 printf("producer %s added; its key (shown only now):\n%s\n", argv[2], key);
             free(sa);
@@ -115,19 +128,31 @@ int cmd_producers(int argc, char **argv)
         }
         free(sources);
         free(types);
+    } else if (strcmp(cmd, "set") == 0 && argc == 5 && strcmp(argv[3], "--curve-public") == 0) {
+        bool clear = strcmp(argv[4], "none") == 0;
+        if (!clear && !em_curve_key_valid(argv[4])) {
+            fprintf(stderr, "eminectl producers set: --curve-public needs a 40-character Z85 key "
+                            "(eminectl keygen) or none\n");
+            rc = 2;
+        } else {
+            const char *p[2] = {argv[2], clear ? NULL : argv[4]};
+            rc = s_exec(pg, "UPDATE producers SET curve_public = $2 WHERE name = $1", 2, p, 1);
+        }
     } else if (strcmp(cmd, "list") == 0) {
         PGresult *r = PQexecParams(pg,
                                    "SELECT name, array_to_string(sources, ' '), "
-                                   "array_to_string(types, ' '), disabled FROM producers ORDER BY name",
+                                   "array_to_string(types, ' '), disabled, "
+                                   "coalesce(curve_public, '') FROM producers ORDER BY name",
                                    0, NULL, NULL, NULL, NULL, 0);
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
             fprintf(stderr, "eminectl producers: %s", PQerrorMessage(pg));
             rc = 1;
         }
         for (int i = 0; rc == 0 && i < PQntuples(r); i++)
-            printf("%-20s %s sources: %s  types: %s\n", PQgetvalue(r, i, 0),
+            printf("%-20s %s sources: %s  types: %s%s%s\n", PQgetvalue(r, i, 0),
                    strcmp(PQgetvalue(r, i, 3), "t") == 0 ? "disabled" : "enabled ",
-                   PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
+                   PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
+                   *PQgetvalue(r, i, 4) ? "  curve: " : "", PQgetvalue(r, i, 4));
         PQclear(r);
     } else if (strcmp(cmd, "rotate") == 0 && argc == 3) {
         char key[65], digest[65];

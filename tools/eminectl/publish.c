@@ -239,6 +239,10 @@ static void s_help(void)
            "  --producer NAME   authenticate as this producer (default $EMINE_PRODUCER)\n"
            "  --key KEY         the producer's key (default $EMINE_PRODUCER_KEY): ZeroMQ PLAIN\n"
            "                    user/password, HTTP Authorization: Bearer\n"
+           "  --server-key KEY  ingest's CURVE public key (Z85; default $EMINE_CURVE_SERVER_KEY):\n"
+           "                    encrypt with CurveZMQ (the producer is named by its own key)\n"
+           "  --curve-secret K  this producer's CURVE secret key (Z85; default\n"
+           "                    $EMINE_CURVE_SECRET); without it an ephemeral keypair is used\n"
            "  --quiet           no summary line\n"
            "  --raw             send each FILE's bytes as they are, one request per file; the\n"
            "                    results lines carry the file name and ingest's whole answer\n"
@@ -254,10 +258,13 @@ int cmd_publish(int argc, char **argv)
         {"results", required_argument, 0, 'r'},    {"quiet", no_argument, 0, 'q'},
         {"raw", no_argument, 0, 'R'},              {"help", no_argument, 0, 'h'},
         {"producer", required_argument, 0, 'u'},   {"key", required_argument, 0, 'k'},
+        {"server-key", required_argument, 0, 'S'}, {"curve-secret", required_argument, 0, 'C'},
         {0, 0, 0, 0}};
     const char *zep = ctl_env("EMINE_INGEST_ZMQ", "tcp://127.0.0.1:7001");
     const char *http = NULL, *results_path = NULL;
     const char *user = ctl_env("EMINE_PRODUCER", NULL), *key = ctl_env("EMINE_PRODUCER_KEY", NULL);
+    const char *server_key = ctl_env("EMINE_CURVE_SERVER_KEY", NULL);
+    const char *curve_secret = ctl_env("EMINE_CURVE_SECRET", NULL);
     long batch = 1, window = 32, timeout_ms = 5000, deadline_s = 600;
     bool quiet = false;
     pub_input_t in = {0};
@@ -277,6 +284,8 @@ int cmd_publish(int argc, char **argv)
         case 'R': in.raw = true; break;
         case 'u': user = optarg; break;
         case 'k': key = optarg; break;
+        case 'S': server_key = optarg; break;
+        case 'C': curve_secret = optarg; break;
         case 'h': s_help(); return 0;
         default: s_help(); return 2;
         }
@@ -343,11 +352,19 @@ int cmd_publish(int argc, char **argv)
         void *sock = zmq_socket(ctx, ZMQ_DEALER);
         int zero = 0;
         zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
-        if (user && key) {
+        err[0] = '\0';
+        if (server_key) {
+            /* CURVE: the connection is encrypted and ingest knows the producer by its public
+             * key (PLAIN cannot be combined with it). */
+            if (em_bus_curve_client(sock, server_key, curve_secret, NULL, err, sizeof err) != 0) {
+                zmq_close(sock);
+                sock = NULL;
+            }
+        } else if (user && key) {
             zmq_setsockopt(sock, ZMQ_PLAIN_USERNAME, user, strlen(user));
             zmq_setsockopt(sock, ZMQ_PLAIN_PASSWORD, key, strlen(key));
         }
-        if (zmq_connect(sock, zep) != 0) {
+        if (sock && zmq_connect(sock, zep) != 0) {
             snprintf(err, sizeof err, "cannot connect %s: %s", zep, zmq_strerror(errno));
             zmq_close(sock);
             sock = NULL;

@@ -45,7 +45,7 @@ typedef struct {
 static void s_usage(FILE *out)
 {
     fprintf(out, "usage: eminectl tail [--key KEY] [--endpoint EP] [--from SEQ] [--count N] "
-                 "[--timeout-ms T] [--type T]... [--filter JSON]\n"
+                 "[--timeout-ms T] [--type T]... [--filter JSON] [--server-key KEY]\n"
                  "  --key KEY        organisation API key (env EMINE_KEY); the stream holds what "
                  "that\n"
                  "                   organisation may see (an operator organisation: everything)\n"
@@ -55,7 +55,9 @@ static void s_usage(FILE *out)
                  "  --count N        stop after N events\n"
                  "  --timeout-ms T   stop when no event arrived for T ms\n"
                  "  --type T         only events of type T (repeatable)\n"
-                 "  --filter JSON    CloudEvents filters, e.g. '[{\"prefix\":{\"source\":\"/pk/ba\"}}]'\n");
+                 "  --filter JSON    CloudEvents filters, e.g. '[{\"prefix\":{\"source\":\"/pk/ba\"}}]'\n"
+                 "  --server-key KEY notify's CURVE public key (Z85; env EMINE_CURVE_SERVER_KEY):\n"
+                 "                   encrypt with CurveZMQ (an ephemeral client keypair)\n");
 }
 
 /* The credit to ask for now: a chunk, but never past --count. */
@@ -183,6 +185,7 @@ int cmd_tail(int argc, char **argv)
 {
     const char *endpoint = ctl_env("EMINE_NOTIFY_ZMQ", "tcp://127.0.0.1:7004");
     const char *key = getenv("EMINE_KEY");
+    const char *server_key = ctl_env("EMINE_CURVE_SERVER_KEY", NULL);
     int64_t from = 0, count = -1, timeout_ms = -1;
     json_t *opts = json_object(), *types = json_array();
 
@@ -192,11 +195,11 @@ int cmd_tail(int argc, char **argv)
             s_usage(stdout);
             return 0;
         }
-        const char *names[] = {"--endpoint", "--from",  "--count", "--timeout-ms",
-                               "--key",      "--type",  "--filter"};
+        const char *names[] = {"--endpoint", "--from",  "--count",     "--timeout-ms",
+                               "--key",      "--type",  "--filter",    "--server-key"};
         int which = -1;
         const char *val = NULL;
-        for (int k = 0; k < 7; k++) {
+        for (int k = 0; k < 8; k++) {
             size_t n = strlen(names[k]);
             if (strcmp(a, names[k]) == 0) {
                 which = k;
@@ -217,6 +220,10 @@ int cmd_tail(int argc, char **argv)
         int bad = 0;
         if (which == 4) {
             key = val;
+            continue;
+        }
+        if (which == 7) {
+            server_key = val;
             continue;
         }
         if (which == 5) {
@@ -287,6 +294,14 @@ int cmd_tail(int argc, char **argv)
     zmq_setsockopt(t.dealer, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(t.dealer, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
     zmq_setsockopt(t.dealer, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
+    if (server_key) {
+        char err[256];
+        if (em_bus_curve_client(t.dealer, server_key, NULL, NULL, err, sizeof err) != 0) {
+            fprintf(stderr, "eminectl tail: --server-key: %s\n", err);
+            rc = 2;
+            goto done;
+        }
+    }
     char monep[64];
     snprintf(monep, sizeof monep, "inproc://tail-monitor-%p", (void *)&t);
     if (zmq_socket_monitor(t.dealer, monep, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0 ||
