@@ -310,23 +310,6 @@ static int s_sse_events(const char *t)
 /* ---------------------------------------------------------------------------------------- */
 
 /* The whole file (caller frees), or NULL when it cannot be read. */
-static char *s_read_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&buf, &len);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        fwrite(chunk, 1, n, m);
-    fclose(m);
-    fclose(f);
-    return buf;
-}
-
 static int s_group_setup(void **state)
 {
     (void)state;
@@ -334,35 +317,13 @@ static int s_group_setup(void **state)
     s_pg = PQconnectdb(dsn);
     assert_int_equal(PQstatus(s_pg), CONNECTION_OK);
     s_sql("SET client_min_messages = warning");
-    /* archive's schema when its migration is there, else the same tables per PROTOCOL.md */
-    char *ddl = s_read_file("services/archive/migrations/001_init.sql");
-    if (ddl) {
-        s_sql(ddl);
-        free(ddl);
-        /* organisations and keys (stream authentication), kind operator */
-        const char *more[] = {"services/archive/migrations/002_subscriptions.sql",
-                              "services/archive/migrations/005_operator_orgs.sql"};
-        for (size_t i = 0; i < 2; i++) {
-            ddl = s_read_file(more[i]);
-            assert_non_null(ddl);
-            s_sql(ddl);
-            free(ddl);
-        }
-        s_sql("INSERT INTO organisations (id, kind) VALUES ('ops', 'operator'), "
-              "('portal', 'public')");
-        s_sql("INSERT INTO api_keys (org_id, key_hash, revoked_at) VALUES "
-              "('ops', encode(sha256('" OPKEY "'), 'hex'), NULL), "
-              "('portal', encode(sha256('" PUBKEY "'), 'hex'), NULL), "
-              "('ops', encode(sha256('" REVKEY "'), 'hex'), now())");
-    } else {
-        s_sql("CREATE TABLE events (seq bigint PRIMARY KEY, source text NOT NULL, "
-              "id text NOT NULL, type text NOT NULL, subject text, time timestamptz, "
-              "received_at timestamptz NOT NULL DEFAULT now(), producer text, visibility text, "
-              "projectid text, province text, envelope jsonb NOT NULL, digest text NOT NULL, "
-              "chain text NOT NULL, UNIQUE (source, id))");
-        s_sql("CREATE TABLE cursors (name text PRIMARY KEY, seq bigint NOT NULL DEFAULT 0, "
-              "updated_at timestamptz NOT NULL DEFAULT now())");
-    }
+    em_testsrv_pg_migrate(dsn); /* archive's schema */
+    s_sql("INSERT INTO organisations (id, kind) VALUES ('ops', 'operator'), "
+          "('portal', 'public')");
+    s_sql("INSERT INTO api_keys (org_id, key_hash, revoked_at) VALUES "
+          "('ops', encode(sha256('" OPKEY "'), 'hex'), NULL), "
+          "('portal', encode(sha256('" PUBKEY "'), 'hex'), NULL), "
+          "('ops', encode(sha256('" REVKEY "'), 'hex'), now())");
 
     s_zctx = zmq_ctx_new();
     s_pub = zmq_socket(s_zctx, ZMQ_PUB);

@@ -44,23 +44,6 @@ static char *s_sql_text(const char *sql, const char *param)
     return v;
 }
 
-static char *s_read_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&buf, &len);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        fwrite(chunk, 1, n, m);
-    fclose(m);
-    fclose(f);
-    return buf;
-}
-
 static void s_add_key(const char *org, const char *key, int revoked)
 {
     char hash[65];
@@ -153,18 +136,7 @@ static int s_group_setup(void **state)
     s_pg = PQconnectdb(dsn);
     assert_int_equal(PQstatus(s_pg), CONNECTION_OK);
     s_sql("SET client_min_messages = warning");
-    const char *migrations[] = {"services/archive/migrations/001_init.sql",
-                                "services/archive/migrations/002_subscriptions.sql"};
-    for (int i = 0; i < 2; i++) {
-        char *ddl = s_read_file(migrations[i]);
-        assert_non_null(ddl);
-        s_sql(ddl);
-        free(ddl);
-    }
-    char *tz = s_read_file("services/archive/migrations/007_subscription_timezone.sql");
-    assert_non_null(tz);
-    s_sql(tz);
-    free(tz);
+    em_testsrv_pg_migrate(dsn);
     s_sql("INSERT INTO organisations (id, name, kind, province, source_prefixes) VALUES"
           " ('ba-mmdd', 'Balochistan M&MDD', 'authority', 'PK-BA', '{/pk/ba/mmdd/}')");
     s_sql("INSERT INTO organisations (id, name, kind, party_ids) VALUES"
