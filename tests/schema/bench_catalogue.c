@@ -12,7 +12,7 @@
 
 #include "em_json.h"
 #include "em_schema.h"
-#include "../../services/validate/catalogue.h"
+#include "catalogue_event.h"
 
 /* the validate service's default max_depth */
 #define S_MAX_DEPTH 32
@@ -31,26 +31,17 @@ int main(int argc, char **argv)
         return 2;
     }
     double secs = argc > 3 ? atof(argv[3]) : 2.0;
-    json_t *event = json_load_file(argv[2], 0, NULL);
-    char *text = event ? json_dumps(event, JSON_COMPACT) : NULL;
-    const char *type = json_string_value(json_object_get(event, "type"));
-    if (!text || !type || strncmp(type, VCAT_TYPE_PREFIX, strlen(VCAT_TYPE_PREFIX)) != 0) {
-        fprintf(stderr, "cannot load a catalogue event from %s\n", argv[2]);
+    catalogue_event_t ce;
+    if (catalogue_event_load(&ce, argv[1], argv[2]) != 0)
         return 1;
-    }
-    char uri[512];
-    snprintf(uri, sizeof uri, VCAT_BASE_URI "%s/1.json", type + strlen(VCAT_TYPE_PREFIX));
-    em_schema_store_t *store = em_schema_store_new();
-    if (em_schema_store_add_dir(store, argv[1], VCAT_BASE_URI, EM_DRAFT_2020_12) < 0) {
-        fprintf(stderr, "cannot load %s\n", argv[1]);
-        return 1;
-    }
-    em_schema_opts_t opts = {EM_DRAFT_2020_12, true, uri};
+    json_t *event = ce.event;
+    char *text = ce.text;
+    em_schema_t *s = ce.schema;
+    em_schema_store_t *store = ce.store;
     char *err = NULL;
-    em_schema_t *s = em_schema_compile(em_schema_store_get(store, uri), store, &opts, &err);
     vcat_t *cat = vcat_load(argv[1], &err);
-    if (!s || !cat) {
-        fprintf(stderr, "compile: %s\n", err ? err : "?");
+    if (!cat) {
+        fprintf(stderr, "catalogue: %s\n", err ? err : "?");
         return 1;
     }
     const json_t *data = json_object_get(event, "data");

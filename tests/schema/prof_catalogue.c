@@ -11,7 +11,7 @@
 
 #include "em_json.h"
 #include "em_schema.h"
-#include "../../services/validate/catalogue.h"
+#include "catalogue_event.h"
 
 int main(int argc, char **argv)
 {
@@ -21,27 +21,13 @@ int main(int argc, char **argv)
     }
     const char *mode = argv[3];
     long iters = atol(argv[4]);
-    json_t *event = json_load_file(argv[2], 0, NULL);
-    char *text = event ? json_dumps(event, JSON_COMPACT) : NULL;
-    const char *type = json_string_value(json_object_get(event, "type"));
-    if (!text || !type || strncmp(type, VCAT_TYPE_PREFIX, strlen(VCAT_TYPE_PREFIX)) != 0) {
-        fprintf(stderr, "cannot load a catalogue event from %s\n", argv[2]);
+    catalogue_event_t ce;
+    if (catalogue_event_load(&ce, argv[1], argv[2]) != 0)
         return 1;
-    }
-    char uri[512];
-    snprintf(uri, sizeof uri, VCAT_BASE_URI "%s/1.json", type + strlen(VCAT_TYPE_PREFIX));
-    em_schema_store_t *store = em_schema_store_new();
-    if (em_schema_store_add_dir(store, argv[1], VCAT_BASE_URI, EM_DRAFT_2020_12) < 0) {
-        fprintf(stderr, "cannot load %s\n", argv[1]);
-        return 1;
-    }
-    em_schema_opts_t opts = {EM_DRAFT_2020_12, true, uri};
-    char *err = NULL;
-    em_schema_t *s = em_schema_compile(em_schema_store_get(store, uri), store, &opts, &err);
-    if (!s) {
-        fprintf(stderr, "compile: %s\n", err ? err : "?");
-        return 1;
-    }
+    json_t *event = ce.event;
+    char *text = ce.text;
+    em_schema_t *s = ce.schema;
+    em_schema_store_t *store = ce.store;
     const json_t *data = json_object_get(event, "data");
     if (em_schema_validate(s, data, NULL) != 1) {
         fprintf(stderr, "the event is not valid\n");
